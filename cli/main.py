@@ -1,0 +1,223 @@
+"""The `kgen` command: parse, call the library, report.
+
+Every command is a thin wrapper around `kgen`; Keras is imported only after
+`--backend` is applied.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+import click
+
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+
+
+class KgenGroup(click.Group):
+    """Turns kgen's own errors into one line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as e:  # noqa: BLE001
+            from kgen.errors import KgenError
+
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            if isinstance(e, KgenError):
+                click.echo(f"Error: {e}", err=True)
+                ctx.exit(e.exit_code)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            click.echo(f"Error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=KgenGroup)
+@click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None,
+              help="Keras backend (default: $KERAS_BACKEND, else tensorflow).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="kgen")
+@click.pass_context
+def main(ctx, backend, debug):
+    """kgen: classic deep generative models for Keras 3."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand == "export":
+        if backend not in (None, "tensorflow"):
+            click.echo(f"note: export runs on the tensorflow backend (a .keras from {backend} loads there).", err=True)
+        backend = "tensorflow"
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
+    if not debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _echo_json(obj):
+    click.echo(json.dumps(obj, indent=2))
+
+
+# === list ===
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+def list_cmd(as_json):
+    """Models, data sets and bundled recipes."""
+    import kgen
+    from kgen import config as config_lib
+    from kgen.saved import list_pretrained
+
+    info = {
+        "models": kgen.list_models(),
+        "datasets": kgen.list_datasets(),
+        "recipes": config_lib.list_recipes(),
+        "pretrained": list_pretrained(),
+    }
+    if as_json:
+        _echo_json(info)
+        return
+    click.echo("Models:")
+    for m in info["models"]:
+        cond = "conditional" if m["conditional"] else "-"
+        click.echo(f"  {m['name']:<16} {m['family']:<15} {cond:<12} {','.join(m['backends']):<24} {m['summary']}")
+    click.echo("\nData sets:")
+    for name, desc in info["datasets"].items():
+        click.echo(f"  {name:<16} {desc}")
+    click.echo("\nRecipes (configs/):")
+    for r in info["recipes"]:
+        click.echo(f"  {r}")
+    click.echo("\nPretrained (saved_models/):")
+    for p in info["pretrained"]:
+        click.echo(f"  {p['model']:<16} {p['file']}")
+
+
+# === train ===
+
+
+@main.command()
+@click.option("--model", default=None, help="Model name (default: vae, or the config's).")
+@click.option("--dataset", default=None, help="Data set name, .npz file or PNG folder (default: digits).")
+@click.option("--config", "config_file", default=None, help="TOML recipe: a path or a bundled name like vae/digits.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=5.")
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--run-dir", default=None, help="Run folder (default: runs/<model>-<data>-<time>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(model, dataset, config_file, overrides, epochs, batch_size, seed, run_dir, resume, quiet):
+    """Train a model; writes a run folder with checkpoints, metrics and sample grids."""
+    from kgen import config as config_lib
+    from kgen.training.trainer import train as run_training
+
+    config = None
+    if not resume:
+        sets = list(overrides)
+        if batch_size is not None:
+            sets.append(f"train.batch_size={batch_size}")
+        if seed is not None:
+            sets.append(f"train.seed={seed}")
+        config = config_lib.resolve(_config_path(config_file), model=model, dataset=dataset, overrides=sets)
+    elif model or dataset or config_file or overrides or batch_size or seed is not None:
+        raise click.UsageError("--resume continues a run as it was configured: only --epochs may change.")
+    _, run_dir, last = run_training(config, run_dir=run_dir, resume=resume, epochs=epochs,
+                                    verbose=0 if quiet else 1, log=click.echo)
+    click.echo(f"run folder: {run_dir}  (checkpoint {run_dir / 'last.keras'}, samples in {run_dir / 'samples'})")
+
+
+def _config_path(config_file):
+    if not config_file:
+        return None
+    path = pathlib.Path(config_file)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    from kgen import config as config_lib
+
+    bundled = config_lib.configs_root().joinpath(f"{config_file}.toml")
+    if bundled.is_file():
+        return pathlib.Path(str(bundled))
+    from kgen.errors import ConfigError, did_you_mean
+
+    raise ConfigError(f'no config file or bundled recipe "{config_file}".'
+                      f"{did_you_mean(config_file, config_lib.list_recipes())} See `kgen list`.")
+
+
+# === sample ===
+
+
+@main.command()
+@click.option("--checkpoint", default=None, help="A .keras checkpoint (or a run folder).")
+@click.option("--model", default=None, help="Use the pretrained checkpoint shipped for this model.")
+@click.option("-n", "num", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=None)
+@click.option("--label", type=int, default=None, help="Class label (conditional models).")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--out", default="samples.png", show_default=True, help="FILE.png (grid) or FILE.npz (arrays).")
+def sample(checkpoint, model, num, seed, label, temperature, out):
+    """Draw samples from a checkpoint or a shipped pretrained model."""
+    from kgen.sampling import sample_to_file
+
+    if bool(checkpoint) == bool(model):
+        raise click.UsageError("pass exactly one of --checkpoint PATH or --model NAME.")
+    if num <= 0:
+        raise click.UsageError("-n must be positive.")
+    path = sample_to_file(checkpoint=checkpoint, model=model, n=num, seed=seed, label=label,
+                          temperature=temperature, out=out)
+    click.echo(f"wrote {num} samples to {path}")
+
+
+# === evaluate ===
+
+
+@main.command()
+@click.option("--checkpoint", required=True, help="A .keras checkpoint (or a run folder).")
+@click.option("--dataset", default=None, help="Data set (default: the one the model was trained on).")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
+@click.option("--iw-samples", type=int, default=None, help="k of the importance-weighted bound (latent models).")
+@click.option("--max-examples", type=int, default=0, help="Score only the first N examples (0: all).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a data/evaluate key.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, as_json):
+    """Score a checkpoint: NLL (exact or bound) in nats and bits/dim."""
+    from kgen.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, iw_samples=iw_samples,
+                                 max_examples=max_examples, overrides=overrides, progress=not as_json)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{result['model']} on {result['dataset']} ({result['split']}, {result['examples']} examples)")
+    kind = "exact" if result["nll_kind"] == "exact" else "upper bound"
+    click.echo(f"  NLL ({kind}): {result['nll']['nats']:.3f} nats  {result['nll']['bits_per_dim']:.4f} bits/dim")
+    if "elbo" in result:
+        click.echo(f"  ELBO: {result['elbo']['nats']:.3f} nats (recon {result['recon']:.3f}, KL {result['kl']:.3f})")
+    if "iw_bound" in result:
+        click.echo(f"  IW bound (k={result['iw_bound']['k']}): {result['iw_bound']['nats']:.3f} nats "
+                   f"{result['iw_bound']['bits_per_dim']:.4f} bits/dim")
+
+
+# === export ===
+
+
+@main.command()
+@click.option("--checkpoint", required=True, help="A .keras checkpoint (or a run folder).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
+@click.option("--out", required=True, help="Output folder (saved_model) or file (.tflite, .onnx).")
+def export(checkpoint, fmt, out):
+    """Export serving endpoints (SavedModel, LiteRT, ONNX) from a checkpoint."""
+    import kgen
+    from kgen.export import export as run_export
+
+    model = kgen.load_model(checkpoint, compile=False)
+    written = run_export(model, fmt, out)
+    click.echo(f"exported {', '.join(written['endpoints'])} to {written['path']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bundled TOML recipes, one per model x data set (installed as `kgen.configs`)."""

@@ -1,0 +1,101 @@
+"""The one place that knows which Keras backend runs and talks to it directly.
+
+Model code uses `keras.ops`; what cannot be written with `keras.ops` alone
+(converting to NumPy, checking that a family supports the backend, the
+adversarial two-optimizer step of later families) lives here, dispatched once
+at import time.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from kgen.errors import BackendError
+
+SUPPORTED = ("tensorflow", "jax", "torch")
+
+
+def name():
+    """The active Keras backend: "tensorflow", "jax" or "torch"."""
+    return keras.config.backend()
+
+
+def select(backend_name):
+    """Chooses the backend for this process; must run before Keras is imported.
+
+    Used by the CLI's `--backend`. Raises if Keras is already running another
+    backend, since Keras cannot switch after import.
+    """
+    if backend_name not in SUPPORTED:
+        raise BackendError(f'unknown backend "{backend_name}"; choose one of {", ".join(SUPPORTED)}.')
+    os.environ["KERAS_BACKEND"] = backend_name
+    if name() != backend_name:
+        raise BackendError(
+            f"Keras already runs the {name()} backend in this process; set "
+            f"KERAS_BACKEND={backend_name} before importing keras."
+        )
+
+
+def require(supported, what):
+    """Raises a clear error when the active backend is not in `supported`."""
+    if name() not in supported:
+        raise BackendError(
+            f"{what} runs on the {' and '.join(supported)} backend"
+            f"{'s' if len(supported) > 1 else ''}, not on {name()}. "
+            f"Run with `kgen --backend {supported[0]} ...` or KERAS_BACKEND={supported[0]}."
+        )
+
+
+def to_numpy(x):
+    """Any backend tensor (or nested list of them) to a NumPy array."""
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+# === Compiled inference functions ===
+#
+# `fit` compiles the training step on every backend; evaluation and sampling
+# loops (log-likelihood bounds, autoregressive samplers) compile through here.
+
+
+def _tf_function(model, fn):
+    import tensorflow as tf
+
+    return tf.function(fn, reduce_retracing=True)
+
+
+def _jax_function(model, fn):
+    import jax
+
+    variables = list(model.variables)
+
+    def pure(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(*args)
+
+    jitted = jax.jit(pure)
+    return lambda *args: jitted([v.value for v in variables], *args)
+
+
+def _torch_function(model, fn):
+    import torch
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+
+    return run
+
+
+_FUNCTION = {"tensorflow": _tf_function, "jax": _jax_function, "torch": _torch_function}[name()]
+
+
+def function(model, fn):
+    """Compiles `fn(*tensors)` that reads `model`'s variables, for inference.
+
+    TensorFlow: `tf.function`. JAX: `jax.jit` of a pure function of the
+    variables' current values (so the result follows training). PyTorch:
+    eager under `no_grad`. `fn` must not create variables or draw random
+    numbers: pass noise in as an argument.
+    """
+    return _FUNCTION(model, fn)

@@ -1,0 +1,153 @@
+"""Crash-safe `.keras` checkpoints and safe loading.
+
+A checkpoint is a `.keras` file (Keras' own zip format) with one extra
+member, `kgen_state.json`, that holds what `model.weights` does not: the
+epoch, the random state of every `SeedGenerator`, and the trainer's
+bookkeeping. It is written to a temporary file in the same folder, fsynced,
+then renamed over the old one, so a crash at any moment leaves either the old
+or the new checkpoint, never a torn one.
+"""
+
+import json
+import os
+import pathlib
+import zipfile
+
+import keras
+import numpy as np
+
+from kgen.errors import CheckpointError
+
+STATE_MEMBER = "kgen_state.json"
+TMP_PREFIX = ".tmp-"
+
+
+def seed_generators(model):
+    """Every SeedGenerator of a model and its layers (their states are not in `weights`)."""
+    seen, out = set(), []
+    for layer in [model] + list(model._flatten_layers(include_self=False)):
+        for sg in getattr(layer, "_seed_generators", []):
+            if id(sg) not in seen:
+                seen.add(id(sg))
+                out.append(sg)
+    return out
+
+
+def seed_states(model):
+    return [np.asarray(keras.ops.convert_to_numpy(sg.state.value)).tolist() for sg in seed_generators(model)]
+
+
+def restore_seed_states(model, states):
+    for sg, value in zip(seed_generators(model), states):
+        sg.state.assign(np.asarray(value, dtype=sg.state.dtype))
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_stale(directory):
+    """Removes temporaries a crashed save left behind."""
+    for p in pathlib.Path(directory).glob(f"{TMP_PREFIX}*"):
+        p.unlink(missing_ok=True)
+
+
+def save_checkpoint(model, path, state=None, _before_rename=None):
+    """Writes `model` (weights, optimizer, config) and `state` atomically to `path`."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{path.name}"
+    try:
+        model.save(tmp)
+        payload = dict(state or {})
+        payload["seed_states"] = seed_states(model)
+        payload["backend"] = keras.config.backend()
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(STATE_MEMBER, json.dumps(payload))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if _before_rename is not None:  # tests interrupt here
+            _before_rename(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+_REFUSED = {
+    ".h5": "an HDF5 (.h5) full model",
+    ".hdf5": "an HDF5 full model",
+    ".pkl": "a pickle",
+    ".pickle": "a pickle",
+    ".pt": "a PyTorch pickle",
+    ".pb": "a SavedModel",
+}
+
+
+def _check_path(path):
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise CheckpointError(
+                f"{path} is a SavedModel export, not a checkpoint; kgen loads only .keras files "
+                "(exports are for serving runtimes)."
+            )
+        if (path / "last.keras").is_file():
+            return path / "last.keras"
+        raise CheckpointError(f"{path} is a folder with no last.keras; pass a .keras file.")
+    if path.suffix.lower() in _REFUSED:
+        raise CheckpointError(
+            f"{path} is {_REFUSED[path.suffix.lower()]}; kgen loads only .keras files "
+            "(refused: they can run arbitrary code or lose the config)."
+        )
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    if path.suffix != ".keras":
+        raise CheckpointError(f"{path} is not a .keras file; kgen loads only .keras checkpoints.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is corrupted or truncated (not a valid .keras zip).")
+    return path
+
+
+def read_state(path):
+    """The `kgen_state.json` of a checkpoint, or {} for a plain `.keras` file."""
+    path = _check_path(path)
+    with zipfile.ZipFile(path) as zf:
+        if STATE_MEMBER not in zf.namelist():
+            return {}
+        return json.loads(zf.read(STATE_MEMBER))
+
+
+def load_model(path, compile=True):
+    """Loads a `.keras` model with safe mode on; restores its random state.
+
+    Refuses pickles, `.h5` full models and SavedModels with a clear message, and
+    reports a truncated or corrupted file as corrupted (not as missing).
+    """
+    import kgen.models  # noqa: F401 (registers the classes)
+
+    path = _check_path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+        if bad is not None:
+            raise zipfile.BadZipFile(bad)
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 (Keras raises many types on bad files)
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({type(e).__name__}: {e}).") from None
+    state = read_state(path)
+    if state.get("seed_states"):
+        restore_seed_states(model, state["seed_states"])
+    return model

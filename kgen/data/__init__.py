@@ -1,0 +1,62 @@
+"""Data sets: built-in, downloadable, toy 2-D, and a user's own files.
+
+    >>> import kgen
+    >>> train = kgen.load_dataset("digits", split="train")
+    >>> train.x.shape, train.num_levels
+    ((1437, 8, 8, 1), 17)
+"""
+
+import functools
+import pathlib
+
+from kgen.data import loaders, toy2d
+from kgen.data.dataset import Dataset, from_array, validate_array
+from kgen.errors import UsageError, did_you_mean
+
+DATASETS = {
+    "digits": (loaders.load_digits, "UCI 8x8 handwritten digits, 17 levels, labels (bundled, offline)"),
+    "binarized_mnist": (loaders.load_binarized_mnist, "MNIST statically binarized (Larochelle & Murray 2011)"),
+    "mnist": (functools.partial(loaders.load_keras_dataset, "mnist"), "MNIST 28x28, 256 levels (keras.datasets)"),
+    "fashion_mnist": (functools.partial(loaders.load_keras_dataset, "fashion_mnist"), "Fashion-MNIST 28x28 (keras.datasets)"),
+    "cifar10": (functools.partial(loaders.load_keras_dataset, "cifar10"), "CIFAR-10 32x32 RGB (keras.datasets)"),
+}
+for _name in toy2d.GENERATORS:
+    DATASETS[_name] = (functools.partial(loaders.load_toy, _name), f"toy 2-D density '{_name}' (generated)")
+
+
+def list_datasets():
+    """Names and one-line descriptions of the built-in data sets."""
+    return {name: desc for name, (_, desc) in DATASETS.items()}
+
+
+def load_dataset(name, split="train", **options):
+    """Loads one split of a data set.
+
+    Args:
+        name: a built-in name (`kgen list` shows them), a `.npz` file with key
+            `x` (optional `y`), or a folder of PNG images.
+        split: "train", "valid" or "test".
+        **options: loader options: `data_dir` (local files for
+            `binarized_mnist`), `valid_fraction`, `test_fraction`,
+            `split_seed`, `num_examples` and `seed` (toy 2-D).
+
+    Returns:
+        A `kgen.data.Dataset`.
+    """
+    key = str(name)
+    if key in DATASETS:
+        return DATASETS[key][0](split=split, **options)
+    path = pathlib.Path(key).expanduser()
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise UsageError(f"data file {path} does not exist.")
+        return loaders.load_npz(path, split=split, **options)
+    if path.is_dir():
+        return loaders.load_png_folder(path, split=split, **options)
+    raise UsageError(
+        f'unknown dataset "{name}".{did_you_mean(key, DATASETS)} Use a built-in name '
+        f"({', '.join(DATASETS)}), a .npz file or a folder of PNG images."
+    )
+
+
+__all__ = ["Dataset", "from_array", "validate_array", "list_datasets", "load_dataset"]

@@ -1,0 +1,122 @@
+"""The `Dataset` every loader returns, and the checks on it."""
+
+import dataclasses
+
+import numpy as np
+
+from kgen.errors import DataError
+
+
+@dataclasses.dataclass
+class Dataset:
+    """One split of a data set, in kgen's conventions.
+
+    Attributes:
+        name: the data set's name (or the file it came from).
+        split: "train", "valid" or "test".
+        x: float32 array. Images are NHWC in [0, 1]; points are (N, D).
+        y: int32 labels of shape (N,), or None.
+        kind: "image" or "points".
+        num_levels: discrete values per pixel (2 binary, 17 `digits`, 256
+            8-bit), or None for continuous data.
+        num_classes: number of label classes, or None.
+    """
+
+    name: str
+    split: str
+    x: np.ndarray
+    y: np.ndarray = None
+    kind: str = "image"
+    num_levels: int = None
+    num_classes: int = None
+
+    def __len__(self):
+        return len(self.x)
+
+    @property
+    def shape(self):
+        """The shape of one example."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_dims(self):
+        return int(np.prod(self.shape))
+
+    def subset(self, n):
+        """The first `n` examples (loaders shuffle with a fixed seed)."""
+        return dataclasses.replace(
+            self, x=self.x[:n], y=None if self.y is None else self.y[:n]
+        )
+
+
+def validate_array(x, what):
+    """Checks rank, dtype, emptiness and finiteness; returns float32 NHWC or (N, D)."""
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{what}: expected a numeric array, got dtype {x.dtype}.")
+    if x.size == 0 or len(x) == 0:
+        raise DataError(f"{what}: the array is empty; expected at least one example.")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim not in (2, 4):
+        raise DataError(
+            f"{what}: expected shape (N, D) points or (N, H, W[, C]) images, got {x.shape}."
+        )
+    if x.ndim == 4 and x.shape[-1] not in (1, 3, 4):
+        raise DataError(
+            f"{what}: images need 1, 3 or 4 channels last (N, H, W, C), got {x.shape}."
+        )
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.isfinite(x).sum())
+        raise DataError(f"{what}: {bad} values are NaN or Inf; clean the data first.")
+    return x
+
+
+def from_array(x, y=None, name="array", split="train"):
+    """Builds a Dataset from a user's array, inferring kind and levels.
+
+    Integer arrays are levels: uint8 means 256 levels, other integers
+    max+1 levels. Floats must lie in [0, 1] (images) and are taken as binary
+    when they hold only 0 and 1, else continuous. (N, D) arrays are points.
+    """
+    x = validate_array(x, name)
+    num_levels = None
+    if x.ndim == 2:
+        kind = "points"
+        x = x.astype("float32")
+    else:
+        kind = "image"
+        if x.dtype == bool:
+            x, num_levels = x.astype("float32"), 2
+        elif np.issubdtype(x.dtype, np.integer):
+            if x.min() < 0:
+                raise DataError(f"{name}: integer pixel levels must be >= 0, found {x.min()}.")
+            num_levels = 256 if x.dtype == np.uint8 else int(x.max()) + 1
+            num_levels = max(num_levels, 2)
+            x = x.astype("float32") / (num_levels - 1)
+        else:
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0 or hi > 1:
+                raise DataError(
+                    f"{name}: float images must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]; "
+                    "divide 8-bit images by 255, or store them as uint8."
+                )
+            x = x.astype("float32")
+            if np.all((x == 0) | (x == 1)):
+                num_levels = 2
+    if y is not None:
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{name}: labels must be integers, got dtype {y.dtype}.")
+        if y.shape != (len(x),):
+            raise DataError(f"{name}: expected {len(x)} labels of shape (N,), got {y.shape}.")
+        y = y.astype("int32")
+    return Dataset(
+        name=name,
+        split=split,
+        x=x,
+        y=y,
+        kind=kind,
+        num_levels=num_levels,
+        num_classes=None if y is None else int(y.max()) + 1,
+    )

@@ -1,0 +1,6 @@
+"""Every model family; importing this registers them all."""
+
+from kgen.models import latent  # noqa: F401
+from kgen.models.base import GenerativeModel
+
+__all__ = ["GenerativeModel"]

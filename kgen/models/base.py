@@ -1,0 +1,174 @@
+"""The base class every kgen model shares."""
+
+import keras
+import numpy as np
+
+from kgen import backend
+from kgen.errors import DataError, UsageError
+
+
+class GenerativeModel(keras.Model):
+    """A generative model over fixed-shape examples.
+
+    Subclasses implement `call()` and `compute_loss()` (so `fit` works
+    unchanged on every backend) and `sample_from_noise()`; density models
+    implement `log_prob()`.
+
+    Args:
+        input_shape: shape of one example, e.g. `(8, 8, 1)` or `(2,)`.
+        num_levels: discrete values per pixel (2 for binary data), or None
+            for continuous data.
+        num_classes: number of label classes for a conditional model, or
+            None.
+    """
+
+    # "exact" for autoregressive models and flows; "elbo" for latent models.
+    log_prob_kind = "exact"
+
+    def __init__(self, input_shape, num_levels=None, num_classes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_shape = tuple(int(d) for d in input_shape)
+        self.num_levels = None if num_levels is None else int(num_levels)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self._kgen_fns = {}
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "input_shape": list(self.data_shape),
+                "num_levels": self.num_levels,
+                "num_classes": self.num_classes,
+            }
+        )
+        return config
+
+    # === Data ===
+
+    @property
+    def conditional(self):
+        return self.num_classes is not None
+
+    @property
+    def num_dims(self):
+        return int(np.prod(self.data_shape))
+
+    def split_inputs(self, inputs):
+        """`x` or `(x, labels)` -> (x, labels or None)."""
+        if isinstance(inputs, (tuple, list)):
+            x, labels = inputs
+            return x, labels
+        if isinstance(inputs, dict):
+            return inputs["x"], inputs.get("labels")
+        return inputs, None
+
+    def check_data(self, data):
+        """Raises `DataError` when a `Dataset` does not fit this model."""
+        if data.shape != self.data_shape:
+            raise DataError(
+                f"{data.name}: examples have shape {data.shape}, the model expects "
+                f"{self.data_shape}; train a new model on this data set."
+            )
+        if self.conditional and data.y is None:
+            raise DataError(
+                f"{data.name}: a conditional model needs labels and this data set has none; "
+                "supply a .npz with key 'y' or a labelled folder of PNGs."
+            )
+        if self.conditional and int(data.y.max()) >= self.num_classes:
+            raise DataError(
+                f"{data.name}: label {int(data.y.max())} is out of range for a model with "
+                f"{self.num_classes} classes."
+            )
+
+    def model_inputs(self, x, labels=None):
+        """What `fit` and `call` take: `x` or `(x, labels)`."""
+        if self.conditional:
+            if labels is None:
+                raise UsageError(
+                    f"{type(self).__name__} is conditional on {self.num_classes} classes: pass labels."
+                )
+            return (x, np.asarray(labels, "int32"))
+        return x
+
+    def _labels_for(self, n, labels):
+        if not self.conditional:
+            if labels is not None:
+                raise UsageError(f"{type(self).__name__} is not conditional: it takes no labels.")
+            return None
+        if labels is None:
+            return np.arange(n, dtype="int32") % self.num_classes
+        labels = np.broadcast_to(np.asarray(labels, "int32"), (n,))
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise UsageError(f"labels must lie in 0..{self.num_classes - 1}, got {labels.max()}.")
+        return labels
+
+    # === Compiled helpers ===
+
+    def compiled_fn(self, key, fn):
+        """`fn` compiled once per model (see `kgen.backend.function`)."""
+        if key not in self._kgen_fns:
+            self._kgen_fns[key] = backend.function(self, fn)
+        return self._kgen_fns[key]
+
+    def batched(self, fn, arrays, batch_size):
+        """Applies `fn` to aligned NumPy arrays in batches; concatenates NumPy outputs."""
+        n = len(arrays[0])
+        outs = []
+        for i in range(0, n, batch_size):
+            out = fn(*[a[i : i + batch_size] for a in arrays])
+            outs.append(out)
+        if isinstance(outs[0], dict):
+            return {k: np.concatenate([backend.to_numpy(o[k]) for o in outs]) for k in outs[0]}
+        return np.concatenate([backend.to_numpy(o) for o in outs])
+
+    # === Public API ===
+
+    def noise_spec(self, n):
+        """Shapes of the noise arrays `sample_from_noise` takes for `n` samples."""
+        raise NotImplementedError
+
+    def draw_noise(self, n, seed=None):
+        """NumPy noise for `n` samples: standard normal for "normal", U[0,1) for "uniform"."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for kind, shape in self.noise_spec(n):
+            if kind == "normal":
+                out.append(rng.standard_normal(shape).astype("float32"))
+            else:
+                out.append(rng.uniform(size=shape).astype("float32"))
+        return out
+
+    def sample_from_noise(self, *noise, labels=None):
+        """Deterministic map from noise (and labels) to samples."""
+        raise NotImplementedError
+
+    def sample(self, n, seed=None, labels=None, temperature=1.0, batch_size=256):
+        """Draws `n` samples as a NumPy array in data space ([0, 1] images).
+
+        Args:
+            n: number of samples.
+            seed: integer seed; the same seed gives the same samples.
+            labels: class labels (int or array of `n`) for conditional models;
+                default cycles through the classes.
+            temperature: scales the latent or base noise (1.0: the model).
+            batch_size: samples computed at once.
+        """
+        labels = self._labels_for(n, labels)
+        noise = self.draw_noise(n, seed)
+        if temperature != 1.0:
+            noise = [z * temperature if kind == "normal" else z
+                     for (kind, _), z in zip(self.noise_spec(n), noise)]
+        arrays = list(noise) + ([labels] if labels is not None else [])
+
+        def run(*batch):
+            if labels is not None:
+                return self.sample_from_noise(*batch[:-1], labels=batch[-1])
+            return self.sample_from_noise(*batch)
+
+        return self.batched(run, arrays, batch_size)
+
+    def log_prob(self, x, labels=None, batch_size=256, seed=None):
+        """Log-likelihood of each example in nats (see `log_prob_kind`)."""
+        raise NotImplementedError

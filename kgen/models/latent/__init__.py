@@ -1,0 +1,5 @@
+"""Latent-variable models: the VAE family."""
+
+from kgen.models.latent.vae import VAE
+
+__all__ = ["VAE"]

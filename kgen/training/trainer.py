@@ -1,0 +1,230 @@
+"""The training harness: `fit` underneath, crash-safe run folders on top.
+
+A run folder holds:
+
+    config.toml      the resolved recipe (`kgen train --config` repeats the run)
+    metrics.csv      one row per epoch: every logged loss, train and valid
+    samples/         epoch_001.png ... a sample grid (or 2-D plot) per epoch
+    loss.png         the curves so far
+    last.keras       checkpoint after the latest epoch (atomic, resumable)
+    best.keras       checkpoint with the lowest `train.checkpoint_metric`
+
+Each epoch is one `model.fit` call on a permutation drawn from
+`(seed, epoch)`, so an interrupted run resumed from `last.keras` ends with
+the same weights as a run that was never interrupted.
+"""
+
+import csv
+import math
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from kgen import backend, checkpoint, config as config_lib
+from kgen.data.pipeline import Pipeline
+from kgen.errors import TrainingDiverged, UsageError
+from kgen.registry import get_entry
+from kgen.training import images
+from kgen.training.callbacks import NaNGuard, ProgressBar
+
+RUN_MARKER = "config.toml"
+
+
+def make_optimizer(train_config):
+    kwargs = {"learning_rate": train_config["learning_rate"]}
+    if train_config["clipnorm"] > 0:
+        kwargs["clipnorm"] = train_config["clipnorm"]
+    return keras.optimizers.get({"class_name": train_config["optimizer"], "config": kwargs})
+
+
+def build_for_data(config, data):
+    """Builds the config's model for a data set (shape, levels and classes from the data)."""
+    name = config["model"]["name"]
+    entry = get_entry(name)
+    backend.require(entry.backends, f"{entry.cls.__name__} ({name})")
+    hparams = config_lib.model_hparams(config)
+    conditional = hparams.pop("conditional", False)
+    if conditional and not entry.conditional:
+        raise UsageError(f"{name} has no conditional version; remove model.conditional.")
+    if conditional and data.num_classes is None:
+        raise UsageError(f"{data.name} has no labels; a conditional {name} needs them.")
+    return entry.cls(
+        input_shape=data.shape,
+        num_levels=data.num_levels,
+        num_classes=data.num_classes if conditional else None,
+        **hparams,
+    )
+
+
+def default_run_dir(config):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data = pathlib.Path(str(config["data"]["name"])).stem
+    return pathlib.Path("runs") / f"{config['model']['name']}-{data}-{stamp}"
+
+
+class Trainer:
+    """Trains one config into one run folder.
+
+    Args:
+        config: a resolved config (`kgen.config.resolve`).
+        run_dir: the run folder (created; must be empty of other runs).
+        resume: continue the run in `run_dir` from its `last.keras`.
+        verbose: 1 shows a progress bar per epoch, 0 is silent.
+        log: callable for one-line messages.
+    """
+
+    def __init__(self, config=None, run_dir=None, resume=False, epochs=None, verbose=1, log=print):
+        if resume and not run_dir:
+            raise UsageError("--resume needs --run-dir: the folder of the run to continue.")
+        self.run_dir = pathlib.Path(run_dir) if run_dir else default_run_dir(config)
+        self.verbose = verbose
+        self.log = log
+        self.resume = resume
+        if resume:
+            self._check_resumable()
+            config = config_lib.resolve(config_file=self.run_dir / RUN_MARKER)
+        elif (self.run_dir / RUN_MARKER).exists() or (self.run_dir / "last.keras").exists():
+            raise UsageError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --run-dir."
+            )
+        if epochs is not None:
+            config["train"]["epochs"] = int(epochs)
+        self.config = config
+        self.pipeline = Pipeline(config["data"])
+        self.history = []
+
+    def _check_resumable(self):
+        if not self.run_dir.is_dir():
+            raise UsageError(f"--resume: {self.run_dir} does not exist; nothing to resume.")
+        if not (self.run_dir / RUN_MARKER).is_file() or not (self.run_dir / "last.keras").is_file():
+            raise UsageError(
+                f"--resume: {self.run_dir} is not a kgen run folder (needs {RUN_MARKER} and last.keras); "
+                "refusing to start a fresh run there."
+            )
+
+    # === Setup ===
+
+    def _load_history(self):
+        path = self.run_dir / "metrics.csv"
+        if not path.exists():
+            return []
+        with open(path) as f:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+    def setup(self):
+        c = self.config
+        seed = c["train"]["seed"]
+        keras.utils.set_random_seed(seed)
+        self.train_data = self.pipeline.load("train")
+        self.valid_data = self.pipeline.load("valid")
+        self.start_epoch = 0
+        if self.resume:
+            checkpoint.clean_stale(self.run_dir)
+            self.model = checkpoint.load_model(self.run_dir / "last.keras")
+            state = checkpoint.read_state(self.run_dir / "last.keras")
+            self.start_epoch = int(state["epoch"])
+            self.best = state.get("best", math.inf)
+            self.history = [row for row in self._load_history() if row["epoch"] <= self.start_epoch]
+            (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
+        else:
+            self.model = build_for_data(c, self.train_data)
+            self.model.compile(optimizer=make_optimizer(c["train"]))
+            for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
+                sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
+            self.best = math.inf
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
+        self.model.check_data(self.train_data)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        valid = self.pipeline.prepare(self.valid_data, seed=seed)
+        self.valid_inputs = self.model.model_inputs(valid.x, valid.y)
+
+    # === Loop ===
+
+    def run(self):
+        """Trains to `train.epochs`; returns the last epoch's metrics."""
+        self.setup()
+        c = self.config["train"]
+        seed, epochs, batch_size = c["seed"], c["epochs"], c["batch_size"]
+        if self.start_epoch >= epochs:
+            self.log(f"{self.run_dir}: already trained {self.start_epoch} of {epochs} epochs; nothing to do.")
+            return self.history[-1] if self.history else {}
+        n = len(self.train_data)
+        steps = int(math.ceil(n / batch_size))
+        for epoch in range(self.start_epoch, epochs):
+            prepared = self.pipeline.prepare(self.train_data, epoch=epoch, seed=seed)
+            perm = np.random.default_rng([seed, epoch, 5]).permutation(n)
+            y = None if prepared.y is None else prepared.y[perm]
+            inputs = self.model.model_inputs(prepared.x[perm], y)
+            guard = NaNGuard()
+            callbacks = [guard]
+            if self.verbose:
+                callbacks.append(ProgressBar(epoch + 1, epochs, steps))
+            hist = self.model.fit(
+                inputs,
+                batch_size=batch_size,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+                callbacks=callbacks,
+                validation_data=(self.valid_inputs,),
+            )
+            if guard.bad is not None:
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}: {guard.bad}. The last good checkpoint "
+                    f"is {self.run_dir / 'last.keras'}; lower train.learning_rate or set train.clipnorm."
+                )
+            row = {"epoch": epoch + 1}
+            row.update({k: float(v[-1]) for k, v in hist.history.items()})
+            self.history.append(row)
+            self._end_epoch(row)
+        return self.history[-1]
+
+    def _end_epoch(self, row):
+        epoch = row["epoch"]
+        self._write_metrics()
+        self._write_samples(epoch)
+        images.write_loss_plot(self.run_dir / "loss.png", self.history)
+        metric = self.config["train"]["checkpoint_metric"]
+        value = row.get(metric, row.get("loss"))
+        improved = value < self.best
+        if improved:
+            self.best = value
+        state = {"epoch": epoch, "best": self.best, "metric": metric, "config": self.config}
+        checkpoint.save_checkpoint(self.model, self.run_dir / "last.keras", state)
+        if improved:
+            checkpoint.save_checkpoint(self.model, self.run_dir / "best.keras", state)
+        if self.verbose:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+            self.log(f"epoch {epoch}/{self.config['train']['epochs']}: {shown}")
+
+    def _write_metrics(self):
+        keys = ["epoch"] + sorted({k for row in self.history for k in row} - {"epoch"})
+        tmp = self.run_dir / ".tmp-metrics.csv"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+        tmp.replace(self.run_dir / "metrics.csv")
+
+    def _write_samples(self, epoch):
+        n = self.config["train"]["grid_size"]
+        seed = self.config["train"]["seed"]
+        samples = self.model.sample(n, seed=seed)
+        path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
+        if self.train_data.kind == "points":
+            images.write_points(path, samples[:, :2], self.train_data.x[:, :2], title=f"samples, epoch {epoch}")
+        else:
+            if self.config["data"]["scale"] == "symmetric":
+                samples = (samples + 1.0) / 2.0
+            images.write_grid(path, samples)
+
+
+def train(config=None, run_dir=None, resume=False, epochs=None, verbose=1, log=print):
+    """Trains a resolved config (or resumes `run_dir`); returns (model, run_dir, last metrics)."""
+    trainer = Trainer(config, run_dir=run_dir, resume=resume, epochs=epochs, verbose=verbose, log=log)
+    last = trainer.run()
+    return trainer.model, trainer.run_dir, last

@@ -82,7 +82,7 @@ def _torch_function(model, fn):
 
     def run(*args):
         with torch.no_grad():
-            return fn(*args)
+            return fn(*[keras.ops.convert_to_tensor(a) for a in args])
 
     return run
 

@@ -172,3 +172,17 @@ class GenerativeModel(keras.Model):
     def log_prob(self, x, labels=None, batch_size=256, seed=None):
         """Log-likelihood of each example in nats (see `log_prob_kind`)."""
         raise NotImplementedError
+
+    # === Export ===
+
+    # Endpoints that convert to LiteRT with builtin ops only.
+    litert_endpoints = ()
+
+    def export_endpoints(self):
+        """Serving endpoints: `{name: (fn, [(shape, dtype), ...])}`.
+
+        Each `fn` takes tensors (batch dimension None) and returns a tensor or a
+        dict of tensors. Randomness comes in as inputs (noise, uniforms), so the
+        exported graphs hold no random ops.
+        """
+        return {}

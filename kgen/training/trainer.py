@@ -130,7 +130,10 @@ class Trainer:
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
             self.model = build_for_data(c, self.train_data)
-            self.model.compile(optimizer=make_optimizer(c["train"]))
+            if hasattr(self.model, "compile_for_training"):  # e.g. two optimizers (GANs)
+                self.model.compile_for_training(c["train"])
+            else:
+                self.model.compile(optimizer=make_optimizer(c["train"]))
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
@@ -215,7 +218,9 @@ class Trainer:
         seed = self.config["train"]["seed"]
         samples = self.model.sample(n, seed=seed)
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
-        if self.train_data.kind == "points":
+        if hasattr(self.model, "write_epoch_figure"):  # e.g. a flow's density beside the data
+            self.model.write_epoch_figure(path, self.train_data, samples)
+        elif self.train_data.kind == "points":
             images.write_points(path, samples[:, :2], self.train_data.x[:, :2], title=f"samples, epoch {epoch}")
         else:
             if self.config["data"]["scale"] == "symmetric":

@@ -390,7 +390,7 @@ class VAE(GenerativeModel):
     def noise_spec(self, n):
         return [("normal", (n, self.latent_dim)), ("uniform", (n,) + self.data_shape)]
 
-    def _sample(self, z, u, labels):
+    def _sample(self, z, u, labels=None):
         params = self.decode_params(z, labels if self.conditional else None)
         if self.likelihood == "bernoulli":
             return ops.cast(u < ops.sigmoid(params), "float32")
@@ -420,6 +420,36 @@ class VAE(GenerativeModel):
             return self.decode(self.encode(a, lab)[0], lab)
 
         return self.batched(self.compiled_fn("reconstruct", run), [x, labs], batch_size)
+
+
+    # === Export ===
+
+    litert_endpoints = ("decode", "sample")
+
+    def export_endpoints(self):
+        """encode(x) -> {mean, logvar}; decode(z) -> mean image; sample(z, u) -> sample.
+
+        Conditional models take `labels` (int32) as the last input of each.
+        """
+        x_spec = ((None,) + self.data_shape, "float32")
+        z_spec = ((None, self.latent_dim), "float32")
+        label_spec = [((None,), "int32")] if self.conditional else []
+
+        def encode(x, *labels):
+            mean, logvar = self.encode(x, *labels)
+            return {"mean": mean, "logvar": logvar}
+
+        def decode(z, *labels):
+            return self.decode(z, *labels)
+
+        def sample(z, u, *labels):
+            return self._sample(z, u, *labels)
+
+        return {
+            "encode": (encode, [x_spec] + label_spec),
+            "decode": (decode, [z_spec] + label_spec),
+            "sample": (sample, [z_spec, x_spec] + label_spec),
+        }
 
 
 def _logsumexp0(a):

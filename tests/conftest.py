@@ -1,0 +1,49 @@
+"""Shared fixtures. The suite runs once per backend: KERAS_BACKEND=tensorflow|jax|torch."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KGEN_OFFLINE", "1")  # tests never download
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BACKEND = keras.config.backend()
+
+
+def pytest_report_header(config):
+    return f"kgen tests on the {BACKEND} backend"
+
+
+@pytest.fixture
+def digits():
+    """A small slice of the bundled digits (train split)."""
+    import kgen
+
+    return kgen.load_dataset("digits").subset(256)
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data (reference data for loader tests); skips when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+
+
+def tiny_config(model="vae", dataset="digits", *sets):
+    """A resolved config trimmed for a fast test run; `sets` are extra "key=value" items."""
+    from kgen import config as config_lib
+
+    overrides = ["train.epochs=2", "train.batch_size=64", "data.max_examples=256", "train.grid_size=16"]
+    overrides += list(sets)
+    return config_lib.resolve(model=model, dataset=dataset, overrides=overrides)

@@ -40,10 +40,15 @@ def _seed():
     np.random.seed(0)
 
 
-def tiny_config(model="vae", dataset="digits", *sets):
-    """A resolved config trimmed for a fast test run; `sets` are extra "key=value" items."""
+def _tiny_config(model="vae", dataset="digits", *sets):
     from kgen import config as config_lib
 
     overrides = ["train.epochs=2", "train.batch_size=64", "data.max_examples=256", "train.grid_size=16"]
     overrides += list(sets)
     return config_lib.resolve(model=model, dataset=dataset, overrides=overrides)
+
+
+@pytest.fixture
+def tiny_config():
+    """`tiny_config(model, dataset, *"key=value")`: a resolved config trimmed for a fast run."""
+    return _tiny_config

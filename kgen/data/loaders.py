@@ -7,6 +7,7 @@ import os
 import pathlib
 import urllib.error
 import urllib.request
+import zipfile
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def load_npz(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_s
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise DataError(f"{path}: object arrays are refused (no pickles); store numeric arrays.") from None
         raise DataError(f"{path} is corrupted or not a .npz file ({e}).") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is corrupted or not a .npz file ({e}).") from None
     return _split_user(x, y, str(path), split, valid_fraction, test_fraction, split_seed)
 

@@ -1,0 +1,142 @@
+"""The harness: run folder, resume equality, NaN stop, crash-safe checkpoints."""
+
+import csv
+
+import numpy as np
+import pytest
+
+import kgen
+from kgen import checkpoint
+from kgen.errors import CheckpointError, TrainingDiverged, UsageError
+from kgen.training.trainer import train
+
+
+def _weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_run_folder_has_everything(tmp_path, tiny_config):
+    model, run_dir, last = train(tiny_config(), run_dir=tmp_path / "run", verbose=0)
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.toml", "metrics.csv", "loss.png", "last.keras", "best.keras", "samples"} <= names
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss", "kl", "recon", "val_loss"} <= set(rows[0])
+    assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert checkpoint.read_state(run_dir / "last.keras")["epoch"] == 2
+    # the saved config reproduces the run's config
+    assert kgen.config.resolve(config_file=run_dir / "config.toml") == tiny_config()
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, tiny_config):
+    config = tiny_config("vae", "digits", "train.epochs=3", "data.binarize=dynamic", "model.likelihood=bernoulli")
+    full, _, _ = train(config, run_dir=tmp_path / "full", verbose=0)
+    first = tiny_config("vae", "digits", "train.epochs=1", "data.binarize=dynamic", "model.likelihood=bernoulli")
+    train(first, run_dir=tmp_path / "cut", verbose=0)
+    resumed, _, _ = train(None, run_dir=tmp_path / "cut", resume=True, epochs=3, verbose=0)
+    for a, b in zip(_weights(full), _weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(resumed.optimizer.iterations) == int(full.optimizer.iterations)
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+def test_resume_refuses_missing_or_foreign_folders(tmp_path, tiny_config):
+    with pytest.raises(UsageError, match="does not exist"):
+        train(None, run_dir=tmp_path / "nope", resume=True)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not a kgen run folder"):
+        train(None, run_dir=tmp_path / "foreign", resume=True)
+    train(tiny_config("vae", "digits", "train.epochs=1"), run_dir=tmp_path / "run", verbose=0)
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(tiny_config(), run_dir=tmp_path / "run", verbose=0)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_config, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config("vae", "digits", "train.epochs=1"), run_dir=run, verbose=0)
+    before = _weights(kgen.load_model(run / "last.keras"))
+    real_load = checkpoint.load_model
+
+    def load_with_huge_lr(path, **kwargs):
+        model = real_load(path, **kwargs)
+        model.optimizer.learning_rate.assign(1e30)  # weights overflow: the loss turns NaN/Inf
+        return model
+
+    monkeypatch.setattr(checkpoint, "load_model", load_with_huge_lr)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch 2: .*(nan|inf)"):
+        train(None, run_dir=run, resume=True, epochs=3, verbose=0)
+    monkeypatch.undo()
+    after = kgen.load_model(run / "last.keras")
+    for a, b in zip(before, _weights(after)):
+        np.testing.assert_array_equal(a, b)
+    assert checkpoint.read_state(run / "last.keras")["epoch"] == 1
+
+
+def test_interrupted_save_leaves_old_checkpoint_loadable(tmp_path, digits):
+    model = kgen.build_model("vae", input_shape=digits.shape, num_levels=17, hidden_units=(16,))
+    model.compile(optimizer="adam")
+    path = tmp_path / "last.keras"
+    checkpoint.save_checkpoint(model, path, {"epoch": 1})
+    old = _weights(model)
+    model.fit(digits.x, epochs=1, verbose=0)
+
+    class Killed(Exception):
+        pass
+
+    def die(tmp):
+        assert tmp.exists() and tmp.parent == path.parent
+        raise Killed  # the process dies between fsync and rename
+
+    with pytest.raises(Killed):
+        checkpoint.save_checkpoint(model, path, {"epoch": 2}, _before_rename=die)
+    loaded = kgen.load_model(path)
+    for a, b in zip(old, _weights(loaded)):
+        np.testing.assert_array_equal(a, b)
+    assert checkpoint.read_state(path)["epoch"] == 1
+    stale = tmp_path / ".tmp-999-last.keras"
+    stale.write_bytes(b"half a file")
+    checkpoint.clean_stale(tmp_path)
+    assert not stale.exists() and path.exists()
+
+
+def test_corrupted_and_refused_checkpoints(tmp_path, digits):
+    model = kgen.build_model("vae", input_shape=digits.shape, num_levels=17, hidden_units=(16,))
+    path = tmp_path / "m.keras"
+    checkpoint.save_checkpoint(model, path)
+    data = path.read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        kgen.load_model(tmp_path / "cut.keras")
+    flipped = bytearray(data)
+    mid = len(flipped) // 2
+    flipped[mid : mid + 64] = bytes(64)
+    (tmp_path / "flip.keras").write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        kgen.load_model(tmp_path / "flip.keras")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        kgen.load_model(tmp_path / "missing.keras")
+    for name, what in (("m.pkl", "pickle"), ("m.h5", "HDF5")):
+        (tmp_path / name).write_bytes(b"x")
+        with pytest.raises(CheckpointError, match=what):
+            kgen.load_model(tmp_path / name)
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="SavedModel"):
+        kgen.load_model(tmp_path / "sm")
+
+
+def test_nan_in_a_fresh_run_writes_no_checkpoint(tmp_path, tiny_config):
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1"):
+        train(tiny_config("vae", "digits", "train.learning_rate=1e30"), run_dir=tmp_path / "r", verbose=0)
+    assert not (tmp_path / "r" / "last.keras").exists()
+
+
+def test_training_is_reproducible_with_a_seed(tmp_path, tiny_config):
+    a, _, _ = train(tiny_config("vae", "digits", "train.epochs=1", "train.seed=3"), run_dir=tmp_path / "a", verbose=0)
+    b, _, _ = train(tiny_config("vae", "digits", "train.epochs=1", "train.seed=3"), run_dir=tmp_path / "b", verbose=0)
+    for x, y in zip(_weights(a), _weights(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.sample(8, seed=1), b.sample(8, seed=1))

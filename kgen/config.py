@@ -38,6 +38,7 @@ DEFAULTS = {
         "optimizer": "adam",  # adam | adamw | sgd | rmsprop
         "learning_rate": 1e-3,
         "clipnorm": 0.0,  # 0: off
+        "steps_per_execution": 8,  # steps per compiled call (amortizes Python overhead)
         "seed": 0,
         "grid_size": 64,  # samples in each epoch's grid
         "checkpoint_metric": "val_loss",  # "best.keras" keeps the lowest

@@ -36,3 +36,37 @@ def pretrained_path(model, dataset=None):
         )
     entries.sort(key=lambda p: p["dataset"] != "digits")
     return _root() / entries[0]["file"]
+
+
+def make_pretrained(model, dataset="digits", dest=None, verbose=0):
+    """Trains the bundled recipe `configs/<model>/<dataset>.toml` and ships its best checkpoint.
+
+    Writes `<model>-<dataset>.keras` (weights and config, no optimizer state)
+    and `<model>-<dataset>.toml` (the resolved recipe) into `dest`
+    (default: this package's `saved_models/`). Run it as
+    `python -m kgen.saved MODEL [DATASET]`.
+    """
+    import tempfile
+
+    from kgen import checkpoint, config as config_lib
+    from kgen.training.trainer import train
+
+    recipe = config_lib.recipe_path(model, dataset)
+    if recipe is None:
+        raise UsageError(f"no bundled recipe configs/{model}/{dataset}.toml.")
+    config = config_lib.resolve(config_file=recipe)
+    dest = pathlib.Path(dest) if dest else _root()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, run_dir, _ = train(config, run_dir=pathlib.Path(tmp) / "run", verbose=verbose)
+        best = checkpoint.load_model(run_dir / "best.keras", compile=False)
+        state = checkpoint.read_state(run_dir / "best.keras")
+        state["recipe"] = f"configs/{model}/{dataset}.toml"
+        checkpoint.save_checkpoint(best, dest / f"{model}-{dataset}.keras", state)
+        (dest / f"{model}-{dataset}.toml").write_text((run_dir / "config.toml").read_text())
+    return dest / f"{model}-{dataset}.keras"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(make_pretrained(*sys.argv[1:3], verbose=1))

@@ -39,6 +39,16 @@ def make_optimizer(train_config):
     return keras.optimizers.get({"class_name": train_config["optimizer"], "config": kwargs})
 
 
+def compile_model(model, train_config):
+    """Compiles `model` as the recipe says (models with two optimizers compile themselves)."""
+    if hasattr(model, "compile_for_training"):  # e.g. two optimizers (GANs)
+        model.compile_for_training(train_config)
+    else:
+        model.compile(optimizer=make_optimizer(train_config),
+                      steps_per_execution=train_config["steps_per_execution"])
+    return model
+
+
 def build_for_data(config, data):
     """Builds the config's model for a data set (shape, levels and classes from the data)."""
     name = config["model"]["name"]
@@ -129,11 +139,7 @@ class Trainer:
             self.history = [row for row in self._load_history() if row["epoch"] <= self.start_epoch]
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
-            self.model = build_for_data(c, self.train_data)
-            if hasattr(self.model, "compile_for_training"):  # e.g. two optimizers (GANs)
-                self.model.compile_for_training(c["train"])
-            else:
-                self.model.compile(optimizer=make_optimizer(c["train"]))
+            self.model = compile_model(build_for_data(c, self.train_data), c["train"])
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf

@@ -37,11 +37,37 @@ LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+# Giles (2010) single-precision erfinv polynomials (also XLA's), for w < 5 and w >= 5.
+_ERFINV_SMALL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                 -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_ERFINV_LARGE = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                 -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+
+
+def _polyval(coeffs, w):
+    p = coeffs[0]
+    for c in coeffs[1:]:
+        p = c + p * w
+    return p
+
+
+def _erfinv(x):
+    """erfinv on (-1, 1) from log, sqrt and polynomials (within 1e-6 of float64).
+
+    LiteRT builtins and ONNX have no Erfinv op, so `ops.erfinv` would keep the
+    gaussian `sample` endpoint from exporting.
+    """
+    w = -ops.log((1.0 - x) * (1.0 + x))
+    small = _polyval(_ERFINV_SMALL, w - 2.5)
+    large = _polyval(_ERFINV_LARGE, ops.sqrt(ops.maximum(w, 5.0)) - 3.0)
+    return ops.where(w < 5.0, small, large) * x
+
+
 def _dense_stack(units, activation, name):
     return [layers.Dense(u, activation=activation, name=f"{name}_dense_{i}") for i, u in enumerate(units)]
 
 
-@register_model("vae", family="latent")
+@register_model("vae", family="latent", conditional=True)
 class VAE(GenerativeModel):
     """Variational autoencoder (Kingma & Welling 2014), also beta-VAE and conditional VAE.
 
@@ -401,7 +427,7 @@ class VAE(GenerativeModel):
             return level / (self.num_levels - 1)
         mean, log_scale = params
         # Box-Muller-free: Gaussian noise from the uniform via the probit.
-        g = ops.sqrt(2.0) * ops.erfinv(ops.clip(2.0 * u - 1.0, -0.999999, 0.999999))
+        g = ops.sqrt(2.0) * _erfinv(ops.clip(2.0 * u - 1.0, -0.999999, 0.999999))
         return mean + ops.exp(log_scale) * g
 
     def sample_from_noise(self, z, u, labels=None):

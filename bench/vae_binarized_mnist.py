@@ -1,0 +1,206 @@
+"""VAE on statically binarized MNIST: test ELBO and IW bound, and training throughput.
+
+    KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --epochs 200
+    KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py throughput
+
+`quality` trains `configs/vae/binarized_mnist.toml` (Burda et al. 2016's
+one-stochastic-layer VAE, 784-200-200-50) and reports the test ELBO on all
+10,000 test images and the importance-weighted bound with k samples on the
+first `--iw-examples` of a fixed shuffle of the test set (default: all
+10,000; with k=5000 that is about 2e13 FLOP, some minutes on a CPU). Published reference: 86.76 nats
+(k=5000 bound, k=1 training, 3280 epochs, Burda et al. table 1) and 88.71
+(appendix, static binarization). Target: IW bound <= 87.5 nats.
+
+`throughput` times kgen's `fit` for the same model on every backend that is
+installed, beside a plain Keras reference (the same layers, a
+`tf.GradientTape` train step in a `tf.function`) measured in the same run.
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+PUBLISHED = {"burda2016_table1_vae_k1_iw5000": 86.76, "burda2016_appendix_static_k1": 88.71}
+
+
+def machine():
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def quality(args):
+    import numpy as np
+
+    import kgen
+    from kgen import config as config_lib
+    from kgen.data.pipeline import Pipeline
+    from kgen.metrics import evaluate
+    from kgen.training.trainer import train
+
+    config = config_lib.resolve(model="vae", dataset="binarized_mnist", overrides=[f"train.epochs={args.epochs}"])
+    run_dir = pathlib.Path(args.run_dir)
+    start = time.time()
+    if (run_dir / "last.keras").exists():
+        model, run_dir, _ = train(None, run_dir=run_dir, resume=True, epochs=args.epochs, verbose=0, log=print)
+    else:
+        model, run_dir, _ = train(config, run_dir=run_dir, verbose=0, log=print)
+    train_seconds = time.time() - start
+    model = kgen.load_model(run_dir / "best.keras", compile=False)
+    pipeline = Pipeline(config["data"])
+    test = pipeline.load("test")
+    prepared = pipeline.prepare(test, seed=0)
+    full = evaluate(model, prepared, iw_samples=0, batch_size=1000, seed=0)
+    order = np.random.default_rng(0).permutation(len(test))[: args.iw_examples]
+    prepared.x, prepared.logdet = prepared.x[order], prepared.logdet[order]
+    t0 = time.time()
+    iw = evaluate(model, prepared, iw_samples=args.k, batch_size=1000, seed=0)
+    result = {
+        "benchmark": "vae_binarized_mnist_quality",
+        "recipe": "configs/vae/binarized_mnist.toml",
+        "epochs": args.epochs,
+        "train_seconds_this_invocation": round(train_seconds, 1),
+        "test_elbo_nats": full["elbo"]["nats"],
+        "test_elbo_examples": full["examples"],
+        "iw_bound_nats": iw["iw_bound"]["nats"],
+        "iw_bound_stderr": iw["iw_bound"]["nats_stderr"],
+        "iw_k": args.k,
+        "iw_examples": iw["examples"],
+        "elbo_same_examples_nats": iw["elbo"]["nats"],
+        "iw_seconds": round(time.time() - t0, 1),
+        "published_nats": PUBLISHED,
+        "target_iw_bound_nats": 87.5,
+        "machine": machine(),
+    }
+    return result
+
+
+# === throughput ===
+
+REFERENCE = r'''
+import json, sys, time
+import numpy as np
+import tensorflow as tf
+import keras
+from keras import layers
+
+x = np.load(sys.argv[1])["x"]
+batch, epochs = int(sys.argv[2]), int(sys.argv[3])
+enc = keras.Sequential([keras.Input((784,)), layers.Dense(200, "tanh"), layers.Dense(200, "tanh"), layers.Dense(100)])
+dec = keras.Sequential([keras.Input((50,)), layers.Dense(200, "tanh"), layers.Dense(200, "tanh"), layers.Dense(784)])
+opt = keras.optimizers.Adam(1e-3)
+variables = enc.trainable_variables + dec.trainable_variables
+
+@tf.function
+def step(xb):
+    with tf.GradientTape() as tape:
+        stats = enc(xb)
+        mean, logvar = stats[:, :50], stats[:, 50:]
+        z = mean + tf.exp(0.5 * logvar) * tf.random.normal(tf.shape(mean))
+        logits = dec(z)
+        recon = tf.reduce_sum(tf.nn.softplus(logits) - xb * logits, -1)
+        kl = 0.5 * tf.reduce_sum(tf.exp(logvar) + mean ** 2 - 1.0 - logvar, -1)
+        loss = tf.reduce_mean(recon + kl)
+    opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+ds = tf.data.Dataset.from_tensor_slices(x.reshape(len(x), -1)).batch(batch).prefetch(2)
+for xb in ds.take(2): step(xb)  # trace and warm up
+t = time.perf_counter()
+for _ in range(epochs):
+    for xb in ds: step(xb)
+print(json.dumps({"seconds": time.perf_counter() - t, "examples": epochs * len(x)}))
+'''
+
+KGEN = r'''
+import json, sys, time
+import numpy as np
+import keras, kgen
+from kgen import config as config_lib
+from kgen.training.trainer import compile_model
+
+x = np.load(sys.argv[1])["x"]
+batch, epochs = int(sys.argv[2]), int(sys.argv[3])
+model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, latent_dim=50,
+                         hidden_units=(200, 200), activation="tanh", likelihood="bernoulli")
+compile_model(model, config_lib.resolve()["train"])  # as `kgen train` compiles (Adam 1e-3)
+model.fit(x[: 2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
+t = time.perf_counter()
+model.fit(x, batch_size=batch, epochs=epochs, verbose=0, shuffle=False)
+print(json.dumps({"seconds": time.perf_counter() - t, "examples": epochs * len(x)}))
+'''
+
+
+def _timed(code, backend, data_path, batch, epochs, repeats):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    rates = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code, str(data_path), str(batch), str(epochs)],
+                             capture_output=True, text=True, env=env, timeout=3600)
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rates.append(r["examples"] / r["seconds"])
+    rates.sort()
+    return {"examples_per_s_median": rates[len(rates) // 2], "runs": rates}
+
+
+def throughput(args):
+    import importlib.util
+
+    import numpy as np
+
+    import kgen
+
+    train = kgen.load_dataset("binarized_mnist", split="train").subset(args.examples)
+    data_path = RESULTS / "_throughput_data.npz"
+    np.savez(data_path, x=train.x)
+    result = {"benchmark": "vae_binarized_mnist_throughput", "batch_size": args.batch_size,
+              "epochs": args.epochs, "examples": len(train), "machine": machine(), "backends": {}}
+    try:
+        reference = _timed(REFERENCE, "tensorflow", data_path, args.batch_size, args.epochs, args.repeats)
+        result["reference_tf_gradienttape"] = reference
+        for backend in ("tensorflow", "jax", "torch"):
+            module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+            if importlib.util.find_spec(module) is None:
+                result["backends"][backend] = {"error": f"{module} not installed"}
+                continue
+            r = _timed(KGEN, backend, data_path, args.batch_size, args.epochs, args.repeats)
+            if "examples_per_s_median" in r and "examples_per_s_median" in reference:
+                r["ratio_to_reference"] = r["examples_per_s_median"] / reference["examples_per_s_median"]
+            result["backends"][backend] = r
+    finally:
+        data_path.unlink(missing_ok=True)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--epochs", type=int, default=200)
+    q.add_argument("--k", type=int, default=5000)
+    q.add_argument("--iw-examples", type=int, default=10000)
+    q.add_argument("--run-dir", default="runs/bench-vae-binarized-mnist")
+    t = sub.add_parser("throughput")
+    t.add_argument("--batch-size", type=int, default=100)
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--examples", type=int, default=20000)
+    t.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    result = quality(args) if args.what == "quality" else throughput(args)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"vae_binarized_mnist_{args.what}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

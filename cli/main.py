@@ -56,6 +56,31 @@ def main(ctx, backend, debug):
         os.environ["KERAS_BACKEND"] = backend
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _import_backend_quietly()
+
+
+def _import_backend_quietly():
+    """Imports Keras with file descriptor 2 silenced.
+
+    TensorFlow's C++ runtime logs start-up lines (oneDNN, CUDA probing) to
+    stderr before any Python setting applies; `--debug` keeps them.
+    """
+    if "keras" in sys.modules:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # probes CUDA now, quietly
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _echo_json(obj):
@@ -208,7 +233,7 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, as
 @main.command()
 @click.option("--checkpoint", required=True, help="A .keras checkpoint (or a run folder).")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
-@click.option("--out", required=True, help="Output folder (saved_model) or file (.tflite, .onnx).")
+@click.option("--out", required=True, help="Output folder (saved_model, onnx) or .tflite file (litert).")
 def export(checkpoint, fmt, out):
     """Export serving endpoints (SavedModel, LiteRT, ONNX) from a checkpoint."""
     import kgen

@@ -8,7 +8,8 @@
     (16, 8, 8, 1)
 
 Importing `kgen` does not import Keras: the attributes below load on first
-use, so `KERAS_BACKEND` (or `kgen --backend`) can still be chosen.
+use, so `KERAS_BACKEND` (or `kgen --backend`) can still be chosen. Export
+lives in the subpackage: `kgen.export.export(model, "saved_model", path)`.
 """
 
 import importlib
@@ -23,7 +24,6 @@ _LAZY = {
     "list_datasets": "kgen.data",
     "train": "kgen.training.trainer",
     "evaluate": "kgen.metrics",
-    "export": "kgen.export",
     "KgenError": "kgen.errors",
 }
 

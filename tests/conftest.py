@@ -34,6 +34,13 @@ def shared_data():
     return SHARED_DATA
 
 
+if BACKEND == "torch":
+    import torch
+
+    # Tiny models: one intra-op thread avoids thread hand-offs that cost more than the math.
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)

@@ -32,6 +32,27 @@ class GenerativeModel(keras.Model):
         self.num_classes = None if num_classes is None else int(num_classes)
         self._kgen_fns = {}
 
+    # === Compile ===
+
+    def compile(self, *args, **kwargs):
+        # Keras records jit_compile resolved for the saving backend ("auto" ->
+        # True on JAX and TensorFlow); a checkpoint loaded on PyTorch would then
+        # turn on torch.compile. Keep the caller's choice so "auto" stays portable.
+        self._requested_jit_compile = kwargs.get("jit_compile", "auto")
+        super().compile(*args, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None and "jit_compile" in config:
+            config["jit_compile"] = getattr(self, "_requested_jit_compile", "auto")
+        return config
+
+    def compile_from_config(self, config):
+        # Keras skips compile on load when compile() is overridden; do what it would.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # so saved slots can load
+
     # === Config ===
 
     def get_config(self):

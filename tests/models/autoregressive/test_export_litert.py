@@ -1,0 +1,82 @@
+"""LiteRT export of every autoregressive model: builtin ops only, same outputs as Keras at batch 1 and N."""
+
+import keras
+import numpy as np
+import pytest
+
+import kgen
+
+import ar_checks
+
+pytestmark = pytest.mark.skipif(
+    ar_checks.BACKEND != "tensorflow", reason="export traces TensorFlow graphs: it runs on the TensorFlow backend"
+)
+
+CASES = {
+    "made": ("made", {"hidden_units": (8,), "num_masks": 2, "eval_masks": 2}),
+    "nade": ("nade", {"hidden_units": 8}),
+    "pixel_cnn": ("pixel_cnn", {"filters": 4, "num_blocks": 1, "output_filters": 8, "first_kernel": 3}),
+    "gated_pixel_cnn": ("gated_pixel_cnn", {"filters": 4, "num_layers": 2, "output_filters": 8, "first_kernel": 3,
+                                            "num_classes": 2}),
+    "multiscale_pixel_cnn": ("multiscale_pixel_cnn", {"num_stages": 1, "filters": 4, "base_kernel": 3}),
+}
+
+
+def _inputs(specs, n, rng, endpoint):
+    out = []
+    for shape, dtype in specs:
+        shape = (n,) + tuple(shape[1:])
+        if dtype == "int32":
+            out.append(rng.integers(0, 2, shape).astype("int32"))
+        else:
+            out.append(rng.uniform(size=shape).astype("float32"))
+    if endpoint == "log_prob":
+        out[0] = np.round(out[0] * 2) / 2  # 3 levels
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_litert_endpoints(case, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+    from kgen.export.common import input_names
+
+    name, kwargs = CASES[case]
+    shape = (4, 4, 1) if name == "multiscale_pixel_cnn" else (3, 3, 1)
+    model = kgen.build_model(name, input_shape=shape, num_levels=3, **kwargs)
+    assert set(model.litert_endpoints) == {"log_prob", "sample"}
+    path = tmp_path / f"{case}.tflite"
+    kgen.export.export(model, "litert", path)
+    ops = kgen.export.tflite_op_names(path)
+    assert not any(op.startswith("Flex") for op in ops), ops
+    assert "WHILE" in ops  # the sampler is one compiled loop, not unrolled
+    interpreter = Interpreter(model_path=str(path))
+    rng = np.random.default_rng(0)
+    for endpoint, (fn, specs) in model.export_endpoints().items():
+        runner = interpreter.get_signature_runner(endpoint)
+        names = input_names(fn, len(specs))
+        for n in (1, 3):
+            inputs = _inputs(specs, n, rng, endpoint)
+            got = list(runner(**dict(zip(names, inputs))).values())[0]
+            want = keras.ops.convert_to_numpy(fn(*inputs))
+            if endpoint == "sample":
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["row_lstm", "diagonal_bilstm"])
+def test_pixel_rnn_saved_model(cell, tmp_path):
+    """PixelRNN has no LiteRT endpoints (its scans need TensorList ops); its SavedModel matches Keras."""
+    import tensorflow as tf
+
+    model = kgen.build_model("pixel_rnn", input_shape=(2, 3, 1), num_levels=3, cell=cell, hidden_units=4,
+                             num_layers=1, first_kernel=3)
+    assert model.litert_endpoints == ()
+    kgen.export.export(model, "saved_model", tmp_path / "sm")
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    rng = np.random.default_rng(0)
+    for n in (1, 3):
+        x = rng.integers(0, 3, (n, 2, 3, 1)).astype("float32") / 2
+        np.testing.assert_allclose(np.asarray(loaded.log_prob(x)), model.log_prob(x), rtol=1e-5, atol=1e-4)
+        u = rng.uniform(size=(n, 2, 3, 1)).astype("float32")
+        np.testing.assert_array_equal(np.asarray(loaded.sample(u)), np.asarray(model.sample_from_noise(u)))

@@ -44,8 +44,9 @@ def compile_model(model, train_config):
     if hasattr(model, "compile_for_training"):  # e.g. two optimizers (GANs)
         model.compile_for_training(train_config)
     else:
-        model.compile(optimizer=make_optimizer(train_config),
-                      steps_per_execution=train_config["steps_per_execution"])
+        # Keras runs PyTorch one step per call; steps_per_execution > 1 is refused there.
+        steps = 1 if backend.name() == "torch" else train_config["steps_per_execution"]
+        model.compile(optimizer=make_optimizer(train_config), steps_per_execution=steps)
     return model
 
 

@@ -1,7 +1,5 @@
 """Flows run on TensorFlow and JAX; on PyTorch they fail with a clear error, and import anyway."""
 
-import os
-import subprocess
 import sys
 
 import keras
@@ -39,9 +37,10 @@ def test_torch_raises_when_the_class_is_built_directly():
         RealNVP(input_shape=(2,))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="checked in the torch run, where no flow may load TFP")
 def test_importing_the_flows_does_not_import_tfp():
     """TFP loads on the first flow built, so `import kgen.models` works (and stays light) on torch."""
-    code = "import sys, kgen.models; assert 'tensorflow_probability' not in sys.modules, 'TFP imported'"
-    env = dict(os.environ, KERAS_BACKEND="torch")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    import kgen.models  # noqa: F401
+    import kgen.models.flows  # noqa: F401
+
+    assert "tensorflow_probability" not in sys.modules

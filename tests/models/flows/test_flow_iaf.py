@@ -30,7 +30,7 @@ def trained(data):
     flow = kgen.build_model("iaf", input_shape=(2,), num_layers=3, hidden_units=(32, 32))
     before = weights_snapshot(flow)
     nll0 = mean_nll(flow, data)
-    train(flow, data, steps=1, learning_rate=3e-3)
+    train(flow, data, steps=1, batch_size=64, learning_rate=3e-3)
     unchanged = unchanged_weights(before, flow)
     train(flow, data, steps=40, batch_size=64, learning_rate=3e-3)
     return {"flow": flow, "unchanged": unchanged, "nll0": nll0, "nll1": mean_nll(flow, data)}

@@ -31,7 +31,7 @@ def nice(moons):
     flow = kgen.build_model("nice", input_shape=(2,), num_couplings=4, hidden_units=(32, 32))
     before = weights_snapshot(flow)
     nll0 = mean_nll(flow, moons)
-    train(flow, moons, steps=1, learning_rate=3e-3)
+    train(flow, moons, steps=1, batch_size=64, learning_rate=3e-3)
     unchanged = unchanged_weights(before, flow)
     train(flow, moons, steps=40, batch_size=64, learning_rate=3e-3)
     return {"flow": flow, "unchanged": unchanged, "nll0": nll0, "nll1": mean_nll(flow, moons)}

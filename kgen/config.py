@@ -76,6 +76,12 @@ def list_recipes():
     return sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.toml"))
 
 
+def _is_points(data_name):
+    from kgen.data import toy2d
+
+    return str(data_name) in toy2d.GENERATORS
+
+
 def _type_name(value):
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
         type(value), type(value).__name__
@@ -202,7 +208,9 @@ def resolve(config_file=None, model=None, dataset=None, overrides=(), use_recipe
     model_name = model_name or DEFAULTS["model"]["name"]
     data_name = data_name or DEFAULTS["data"]["name"]
     if not config_file and use_recipe:
-        recipe = recipe_path(model_name, data_name) or recipe_path(model_name, "digits")
+        recipe = recipe_path(model_name, data_name)
+        if recipe is None and not _is_points(data_name):  # image data: the digits recipe fits best
+            recipe = recipe_path(model_name, "digits")
         if recipe is not None:
             layers.append(load_toml(recipe))
     schema = _schema_for(model_name)

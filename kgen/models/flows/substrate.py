@@ -121,6 +121,7 @@ def _fix_jax_spline():
     rqs._padded = _padded
     probe()  # raises if the fix does not hold
 
+
 def tfp():
     """The TFP module for the active backend."""
     require_flow_backend("TensorFlow Probability flows")

@@ -25,7 +25,7 @@ pytestmark = needs_tfp
 def glow():
     """A conditional two-scale Glow on 4x4x1 images, trained 1 + 10 steps."""
     flow = kgen.build_model("glow", input_shape=(4, 4, 1), num_levels=17, num_classes=3, num_scales=2,
-                            steps_per_scale=1, filters=8, num_blocks=1)
+                            steps_per_scale=1, filters=8, num_blocks=0)
     x = dequantized_images(32, (4, 4, 1))
     y = labels_for(flow, 32)
     before = weights_snapshot(flow)

@@ -46,7 +46,7 @@ def test_iw_bound_tightens_and_sums_to_at_most_one():
     elbo = np.mean([model.log_prob(images, seed=s) for s in range(100)], axis=0)  # ELBO, not one draw
     iw = model.iw_log_prob(images, k=2000, seed=0)
     assert np.mean(iw) > np.mean(elbo)  # the IW bound is tighter
-    assert np.exp(elbo).sum() < 1.0
+    assert np.exp(elbo).sum() < 1.02  # a lower bound (up to Monte Carlo noise)
     assert 0.9 < np.exp(iw).sum() < 1.02  # a lower bound on a normalized model, nearly tight
 
 

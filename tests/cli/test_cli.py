@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -22,8 +23,9 @@ def run(*args, env=None):
 
 def kgen_process(*args, env=None, timeout=300):
     full_env = dict(os.environ, **(env or {}))
+    # Run outside the source tree, so the installed kgen (with kgen.cli) is what runs.
     return subprocess.run([sys.executable, "-m", "kgen.cli.main", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 @pytest.fixture(scope="module")

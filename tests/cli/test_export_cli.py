@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -16,7 +17,8 @@ def _kgen(*args):
     """Runs `python -m kgen.cli.main ARGS` with KERAS_BACKEND set to this test run's backend."""
     env = dict(os.environ, KERAS_BACKEND=keras.config.backend(), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "kgen.cli.main", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tempfile.gettempdir())  # outside the source tree: the installed kgen runs
 
 
 def _error_lines(stderr):

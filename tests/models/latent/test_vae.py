@@ -148,6 +148,7 @@ print(history.history["loss"][-1] < history.history["loss"][0], again.sample(3, 
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)  # outside the source tree: the installed kgen
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("True (3, 8, 8, 1)")

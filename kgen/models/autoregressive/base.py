@@ -154,6 +154,10 @@ class AutoregressiveModel(GenerativeModel):
     def noise_spec(self, n):
         return [("uniform", (n,) + self.data_shape)]
 
+    def _export_sample(self, u, labels):
+        """The sampler of the exported `sample(u)` endpoint (ops every export format has)."""
+        return self._sample(u, labels, None)
+
     def _sample_naive(self, u, labels, temperature):
         """Raster-order sampler: D steps, each a forward pass over the whole image; step t fixes value t.
 
@@ -202,7 +206,8 @@ class AutoregressiveModel(GenerativeModel):
         for i in range(0, n, batch_size):
             batch = [z[i : i + batch_size] for z in noise]
             labs = None if labels is None else labels[i : i + batch_size]
-            outs.append(backend.to_numpy(self.sample_from_noise(*batch, labels=labs, temperature=temperature, **options)))
+            out = self.sample_from_noise(*batch, labels=labs, temperature=temperature, **options)
+            outs.append(backend.to_numpy(out))
             if bar is not None:
                 bar.update(min(n, i + batch_size))
         return np.concatenate(outs)
@@ -226,7 +231,7 @@ class AutoregressiveModel(GenerativeModel):
 
         def sample(u, *labels):
             lab = labels[0] if labels else ops.zeros(ops.shape(u)[:1], "int32")
-            return self._sample(u, lab, None)
+            return self._export_sample(u, lab)
 
         return {
             "log_prob": (log_prob, [x_spec] + label_spec),

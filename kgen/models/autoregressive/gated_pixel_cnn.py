@@ -44,7 +44,7 @@ from keras import layers, ops
 from kgen.errors import DataError, UsageError
 from kgen.layers.masked import CausalConv2D
 from kgen.models.autoregressive.base import AutoregressiveModel
-from kgen.models.autoregressive.pixel_cnn import SAMPLERS, check_image_model, read_patch, write_pixel
+from kgen.models.autoregressive.pixel_cnn import SAMPLERS, check_image_model, update_block
 from kgen.registry import register_model
 
 
@@ -137,8 +137,9 @@ class GatedPixelCNN(AutoregressiveModel):
             CausalConv2D(self.filters, (1, 1), 0, "B", c, name=f"horizontal_out_{i}") for i in range(self.num_layers)
         ]
         if self.conditional:
-            self.cond_v = [layers.Dense(f2, use_bias=False, name=f"cond_vertical_{i}") for i in range(self.num_layers)]
-            self.cond_h = [layers.Dense(f2, use_bias=False, name=f"cond_horizontal_{i}") for i in range(self.num_layers)]
+            n = self.num_layers
+            self.cond_v = [layers.Dense(f2, use_bias=False, name=f"cond_vertical_{i}") for i in range(n)]
+            self.cond_h = [layers.Dense(f2, use_bias=False, name=f"cond_horizontal_{i}") for i in range(n)]
         self.head = [
             CausalConv2D(self.output_filters, (1, 1), 0, "B", c, name="head_hidden"),
             CausalConv2D(self.out_per_dim * c, (1, 1), 0, "B", c, name="head_out"),
@@ -273,8 +274,15 @@ class GatedPixelCNN(AutoregressiveModel):
             return self._sample_cached(u, labels, temperature)
         return self._sample_naive(u, labels, temperature)
 
-    def _sample_cached(self, u, labels, temperature):
-        """Rows: the vertical stack's row above for every layer; values: the horizontal stack at one pixel."""
+    def _export_sample(self, u, labels):
+        return self._sample_cached(u, labels, None, portable=True)
+
+    def _sample_cached(self, u, labels, temperature, portable=False):
+        """Rows: the vertical stack's row above for every layer; values: the horizontal stack at one pixel.
+
+        `portable` writes the caches with masked selects instead of dynamic
+        update slices (the same samples; the exported graph uses it).
+        """
         n = ops.shape(u)[0]
         h, w, c = self.data_shape
         f, f2 = self.filters, 2 * self.filters
@@ -306,7 +314,7 @@ class GatedPixelCNN(AutoregressiveModel):
                 if k + 1 < self.num_layers:
                     p = pads[k + 1]
                     row = ops.pad(gate(vp), [[0, 0], [0, 0], [p, p], [0, 0]])
-                    new_caches.append(ops.slice_update(v_caches[k], [0, r + p, 0, 0], row))
+                    new_caches.append(update_block(v_caches[k], [0, r + p, 0, 0], row, portable))
             return tuple(links), tuple(new_caches)
 
         def value_step(i, links, t, state):
@@ -326,12 +334,13 @@ class GatedPixelCNN(AutoregressiveModel):
                 out = self.h_outs[k].pixel(gate(hp)[:, None, None, :])
                 hh = out if k == 0 else hh + out
                 if k + 1 < self.num_layers:
-                    new_caches.append(ops.slice_update(h_caches[k], [0, j + pads[k + 1], 0], hh[:, None, :]))
+                    new_caches.append(update_block(h_caches[k], [0, j + pads[k + 1], 0], hh[:, None, :], portable))
             logits = ops.take(self.head_logits(hh), ch, axis=1)  # (n, P)
             u_t = ops.reshape(ops.slice(u, [0, i, j, ch], [n, 1, 1, 1]), (-1,))
             value = self.pixel_sample(logits, u_t, temp)
-            x = ops.slice_update(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)))
-            image = ops.slice_update(image, [0, i + p0, j + p0, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)))
+            x = update_block(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)), portable)
+            image = update_block(image, [0, i + p0, j + p0, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)),
+                                 portable)
             return x, image, tuple(new_caches)
 
         def row_step(i, state):

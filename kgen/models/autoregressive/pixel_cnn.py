@@ -30,7 +30,6 @@ Two compiled samplers give the same samples for the same uniforms:
   Models. ICLR 2017 workshop.
 """
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -64,9 +63,33 @@ def read_patch(cache, row, col, layer):
     return ops.slice(cache, [0, row, col, 0], [n, kh, kw, ops.shape(cache)[-1]])
 
 
-def write_pixel(cache, row, col, value):
+def update_block(cache, start, value, portable=False):
+    """cache with the block at `start` (dynamic indices, batch start 0) replaced by `value`.
+
+    `portable=False` is a dynamic update slice (in place under XLA). The
+    portable form selects with a 0/1 mask of the block instead: the same
+    values, in ops that both LiteRT builtins and ONNX have (the exported
+    samplers use it). `value` must broadcast against the cache: each of its
+    axes is 1 or the cache's size.
+    """
+    if not portable:
+        return ops.slice_update(cache, start, value)
+    mask = None
+    rank = len(cache.shape)
+    for axis in range(1, rank):
+        size = value.shape[axis]
+        if size == cache.shape[axis]:
+            continue
+        index = ops.arange(cache.shape[axis], dtype="int32")
+        inside = ops.logical_and(index >= start[axis], index < start[axis] + size)
+        inside = ops.reshape(inside, [1] * axis + [-1] + [1] * (rank - axis - 1))
+        mask = inside if mask is None else ops.logical_and(mask, inside)
+    return value + ops.zeros_like(cache) if mask is None else ops.where(mask, value, cache)
+
+
+def write_pixel(cache, row, col, value, portable=False):
     """cache[:, row, col, :] = value (batch, channels)."""
-    return ops.slice_update(cache, [0, row, col, 0], value[:, None, None, :])
+    return update_block(cache, [0, row, col, 0], value[:, None, None, :], portable)
 
 
 @register_model("pixel_cnn", family="autoregressive")
@@ -207,8 +230,15 @@ class PixelCNN(AutoregressiveModel):
             return self._sample_cached(u, labels, temperature)
         return self._sample_naive(u, labels, temperature)
 
-    def _sample_cached(self, u, labels, temperature):
-        """H * W * C steps, each computing every layer at one pixel from cached activations."""
+    def _export_sample(self, u, labels):
+        return self._sample_cached(u, labels, None, portable=True)
+
+    def _sample_cached(self, u, labels, temperature, portable=False):
+        """H * W * C steps, each computing every layer at one pixel from cached activations.
+
+        `portable` writes the caches with masked selects instead of dynamic
+        update slices (the same samples; the exported graph uses it).
+        """
         n = ops.shape(u)[0]
         h, w, c = self.data_shape
         f = self.filters
@@ -225,15 +255,16 @@ class PixelCNN(AutoregressiveModel):
             new_caches = []
             for (a, b, o), cache in zip(self.blocks, caches):
                 r = ops.relu(a.pixel(ops.relu(hid)[:, None, None, :]))
-                cache = write_pixel(cache, i + p, j + p, r)
+                cache = write_pixel(cache, i + p, j + p, r, portable)
                 new_caches.append(cache)
                 r = ops.relu(b.pixel(read_patch(cache, i, j, b)))
                 hid = hid + o.pixel(r[:, None, None, :])
             logits = ops.take(self.head_logits(hid), ch, axis=1)  # (n, P)
             u_t = ops.reshape(ops.slice(u, [0, i, j, ch], [n, 1, 1, 1]), (-1,))
             value = self.pixel_sample(logits, u_t, temp)  # (n,)
-            x = ops.slice_update(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)))
-            image = ops.slice_update(image, [0, i + p1, j + p1, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)))
+            x = update_block(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)), portable)
+            image = update_block(image, [0, i + p1, j + p1, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)),
+                                 portable)
             return x, image, tuple(new_caches)
 
         x, _, _ = ops.fori_loop(0, self.num_dims, step, (ops.zeros_like(u), image, caches))

@@ -47,6 +47,14 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _seed_module():
+    """Module-scoped fixtures (models shared by a test file) get weights that do
+    not depend on which tests ran before them: autouse fixtures run first in their scope."""
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+
+
 def _tiny_config(model="vae", dataset="digits", *sets):
     from kgen import config as config_lib
 

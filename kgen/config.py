@@ -47,6 +47,10 @@ DEFAULTS = {
         "split": "test",
         "batch_size": 256,
         "iw_samples": 5000,  # k of the importance-weighted bound (latent models)
+        "num_samples": 0,  # samples drawn for FID/KID (0: as many as the split has examples)
+        "kid_subsets": 100,  # KID: random subsets averaged (Binkowski et al. 2018)
+        "kid_subset_size": 1000,  # KID: examples per subset (capped at the smaller set)
+        "feature_classifier": "",  # FID/KID feature network (.keras); "": the shipped/cached one for the data set
     },
 }
 
@@ -184,6 +188,12 @@ def load_toml(path):
         raise ConfigError(f"config file {path} is not valid TOML: {e}.") from None
 
 
+def _canonical_model(name):
+    from kgen.registry import canonical_name
+
+    return canonical_name(name)
+
+
 def resolve(config_file=None, model=None, dataset=None, overrides=(), use_recipe=True):
     """Builds the full, checked config.
 
@@ -205,7 +215,7 @@ def resolve(config_file=None, model=None, dataset=None, overrides=(), use_recipe
             model_name = value
         if keys == ["data", "name"]:
             data_name = value
-    model_name = model_name or DEFAULTS["model"]["name"]
+    model_name = _canonical_model(model_name or DEFAULTS["model"]["name"])
     data_name = data_name or DEFAULTS["data"]["name"]
     if not config_file and use_recipe:
         recipe = recipe_path(model_name, data_name)

@@ -69,9 +69,23 @@ def _ensure_models_imported():
     import kgen.models  # noqa: F401  (registers every family)
 
 
-def get_entry(name):
+def canonical_name(name):
+    """The registered name for `name`, forgiving case, dashes and underscores.
+
+    `pixelcnn`, `PixelCNN` and `pixel-cnn` all mean `pixel_cnn`;
+    `gated_pixelcnn` means `gated_pixel_cnn`. Unknown names come back
+    normalized but otherwise unchanged (`get_entry` then says what exists).
+    """
     _ensure_models_imported()
     key = str(name).lower().replace("-", "_")
+    if key in _MODELS:
+        return key
+    squashed = {k.replace("_", ""): k for k in _MODELS}
+    return squashed.get(key.replace("_", ""), key)
+
+
+def get_entry(name):
+    key = canonical_name(name)
     if key not in _MODELS:
         raise UsageError(
             f'unknown model "{name}".{did_you_mean(key, _MODELS)} '

@@ -17,13 +17,18 @@ def _root():
 def list_pretrained():
     out = []
     for path in sorted(_root().glob("*.keras")):
+        if path.stem.startswith("features-"):  # FID/KID feature classifiers (kgen.metrics.features)
+            continue
         model, _, dataset = path.stem.partition("-")
         out.append({"model": model, "dataset": dataset, "file": path.name, "recipe": f"{path.stem}.toml"})
     return out
 
 
 def pretrained_path(model, dataset=None):
-    """The shipped checkpoint for `model` (preferring `digits`)."""
+    """The shipped checkpoint for `model` (preferring `digits`); `pixelcnn` means `pixel_cnn`."""
+    from kgen.registry import canonical_name
+
+    model = canonical_name(model)
     entries = [p for p in list_pretrained() if p["model"] == model]
     if dataset:
         entries = [p for p in entries if p["dataset"] == dataset]

@@ -58,13 +58,13 @@ def to_numpy(x):
 # loops (log-likelihood bounds, autoregressive samplers) compile through here.
 
 
-def _tf_function(model, fn):
+def _tf_function(model, fn, jit_compile=False):
     import tensorflow as tf
 
-    return tf.function(fn, reduce_retracing=True)
+    return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile or None)
 
 
-def _jax_function(model, fn):
+def _jax_function(model, fn, jit_compile=False):
     import jax
 
     variables = list(model.variables)
@@ -77,7 +77,7 @@ def _jax_function(model, fn):
     return lambda *args: jitted([v.value for v in variables], *args)
 
 
-def _torch_function(model, fn):
+def _torch_function(model, fn, jit_compile=False):
     import torch
 
     def run(*args):
@@ -90,12 +90,14 @@ def _torch_function(model, fn):
 _FUNCTION = {"tensorflow": _tf_function, "jax": _jax_function, "torch": _torch_function}[name()]
 
 
-def function(model, fn):
+def function(model, fn, jit_compile=False):
     """Compiles `fn(*tensors)` that reads `model`'s variables, for inference.
 
-    TensorFlow: `tf.function`. JAX: `jax.jit` of a pure function of the
-    variables' current values (so the result follows training). PyTorch:
-    eager under `no_grad`. `fn` must not create variables or draw random
-    numbers: pass noise in as an argument.
+    TensorFlow: `tf.function`, through XLA when `jit_compile` (worth it for
+    loops of small in-place updates, such as cached autoregressive samplers:
+    without XLA every `slice_update` copies the whole tensor). JAX: `jax.jit`
+    of a pure function of the variables' current values (so the result
+    follows training). PyTorch: eager under `no_grad`. `fn` must not create
+    variables or draw random numbers: pass noise in as an argument.
     """
-    return _FUNCTION(model, fn)
+    return _FUNCTION(model, fn, jit_compile)

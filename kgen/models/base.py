@@ -127,10 +127,10 @@ class GenerativeModel(keras.Model):
 
     # === Compiled helpers ===
 
-    def compiled_fn(self, key, fn):
-        """`fn` compiled once per model (see `kgen.backend.function`)."""
+    def compiled_fn(self, key, fn, jit_compile=False):
+        """`fn` compiled once per model (see `kgen.backend.function`; `jit_compile`: XLA on TensorFlow)."""
         if key not in self._kgen_fns:
-            self._kgen_fns[key] = backend.function(self, fn)
+            self._kgen_fns[key] = backend.function(self, fn, jit_compile)
         return self._kgen_fns[key]
 
     def batched(self, fn, arrays, batch_size):

@@ -59,9 +59,14 @@ def _convert(name, fn, specs):
         out = fn(*args)
         return out if isinstance(out, dict) else {"output_0": out}
 
-    proto, _ = tf2onnx.convert.from_function(
-        tf.function(named_outputs), input_signature=tensor_specs(fn, specs), opset=OPSET
-    )
+    try:
+        proto, _ = tf2onnx.convert.from_function(
+            tf.function(named_outputs), input_signature=tensor_specs(fn, specs), opset=OPSET
+        )
+    except (ValueError, TypeError, NotImplementedError, KeyError) as e:  # tf2onnx's failures on graphs it cannot map
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ExportError(f'ONNX export: endpoint "{name}" does not convert (tf2onnx: {reason}); '
+                          "export as saved_model instead.") from None
     # tf2onnx leaves ops it cannot convert in the graph (and only logs them);
     # the checker finds them, as onnxruntime would at load time.
     try:

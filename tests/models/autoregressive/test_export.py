@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kgen
+import kgen.export
 
 import ar_checks
 
@@ -80,6 +81,15 @@ def test_pixel_rnn_saved_model(cell, tmp_path):
         np.testing.assert_allclose(np.asarray(loaded.log_prob(x)), model.log_prob(x), rtol=1e-5, atol=1e-4)
         u = rng.uniform(size=(n, 2, 3, 1)).astype("float32")
         np.testing.assert_array_equal(np.asarray(loaded.sample(u)), np.asarray(model.sample_from_noise(u)))
+
+
+def test_pixel_rnn_onnx_says_to_use_saved_model(tmp_path):
+    """tf2onnx cannot convert PixelRNN's LSTM scans: a clear ExportError, not tf2onnx's own exception."""
+    pytest.importorskip("tf2onnx", reason="the ONNX check needs tf2onnx (kgen[onnx])")
+    model = kgen.build_model("pixel_rnn", input_shape=(2, 3, 1), num_levels=3, cell="row_lstm", hidden_units=4,
+                             num_layers=1, first_kernel=3)
+    with pytest.raises(kgen.export.ExportError, match="does not convert.*export as saved_model"):
+        kgen.export.export(model, "onnx", tmp_path / "onnx")
 
 
 # PixelRNN is left out: tf2onnx cannot convert its LSTM scans (SavedModel only, tested above).

@@ -43,8 +43,7 @@ from keras import layers, ops
 
 from kgen.errors import DataError, UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.base import AutoregressiveModel
-from kgen.models.autoregressive.pixel_cnn import SAMPLERS, check_image_model, update_block
+from kgen.models.autoregressive.image import SAMPLERS, ImageAutoregressiveModel, check_image_model, update_block
 from kgen.registry import register_model
 
 
@@ -55,7 +54,7 @@ def gate(pre):
 
 
 @register_model("gated_pixel_cnn", family="autoregressive", conditional=True)
-class GatedPixelCNN(AutoregressiveModel):
+class GatedPixelCNN(ImageAutoregressiveModel):
     """Gated PixelCNN (van den Oord et al. 2016): vertical/horizontal stacks, gated units, class-conditional.
 
     Args:
@@ -242,16 +241,6 @@ class GatedPixelCNN(AutoregressiveModel):
 
     # === Network ===
 
-    @staticmethod
-    def scale(x):
-        return 2.0 * ops.cast(x, "float32") - 1.0
-
-    def head_logits(self, h):
-        out = self.head[1](ops.relu(self.head[0](ops.relu(h))))
-        shape = tuple(ops.shape(out)[:-1])
-        out = ops.reshape(out, shape + (self.out_per_dim, self.channels))
-        return ops.moveaxis(out, -1, -2)
-
     def call(self, inputs, training=False):
         x, labels = self.split_inputs(inputs)
         v = hh = self.scale(x)
@@ -268,14 +257,6 @@ class GatedPixelCNN(AutoregressiveModel):
         return self.head_logits(hh)
 
     # === Samplers ===
-
-    def _sample(self, u, labels, temperature):
-        if self.sampler == "cached":
-            return self._sample_cached(u, labels, temperature)
-        return self._sample_naive(u, labels, temperature)
-
-    def _export_sample(self, u, labels):
-        return self._sample_cached(u, labels, None, portable=True)
 
     def _sample_cached(self, u, labels, temperature, portable=False):
         """Rows: the vertical stack's row above for every layer; values: the horizontal stack at one pixel.

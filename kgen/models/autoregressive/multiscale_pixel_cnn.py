@@ -32,8 +32,7 @@ from keras import layers, ops
 
 from kgen.errors import UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.base import AutoregressiveModel
-from kgen.models.autoregressive.pixel_cnn import check_image_model
+from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model
 from kgen.registry import register_model
 
 OFFSETS = ((0, 1), (1, 0), (1, 1))  # the three groups of each 2x2 block, in order
@@ -71,7 +70,7 @@ def upsample_zeros(x, factor):
 
 
 @register_model("multiscale_pixel_cnn", family="autoregressive")
-class MultiscalePixelCNN(AutoregressiveModel):
+class MultiscalePixelCNN(ImageAutoregressiveModel):
     """Multiscale parallel PixelCNN (Reed et al. 2017): a base PixelCNN and 3 parallel groups per 2x upscaling.
 
     Args:
@@ -204,21 +203,12 @@ class MultiscalePixelCNN(AutoregressiveModel):
 
     # === Networks ===
 
-    @staticmethod
-    def scale(x):
-        return 2.0 * ops.cast(x, "float32") - 1.0
-
-    def _to_logits(self, out):
-        shape = tuple(ops.shape(out)[:-1])
-        out = ops.reshape(out, shape + (self.out_per_dim, self.channels))
-        return ops.moveaxis(out, -1, -2)
-
     def base_logits(self, x0):
         """Logits (B, h0, w0, C, P) of the base image (a PixelCNN)."""
         h = self.base_in(self.scale(x0))
         for conv in self.base_convs:
             h = h + conv(ops.relu(h))
-        return self._to_logits(self.base_head[1](ops.relu(self.base_head[0](ops.relu(h)))))
+        return self.to_logits(self.base_head[1](ops.relu(self.base_head[0](ops.relu(h)))))
 
     def group_logits(self, x_known, known, n):
         """Logits (B, H_s, W_s, C, P) of group network n from the known pixels (others ignored)."""
@@ -229,7 +219,7 @@ class MultiscalePixelCNN(AutoregressiveModel):
         h = self.group_in[n](inputs)
         for conv in self.group_convs[n]:
             h = h + conv(ops.relu(h))
-        return self._to_logits(self.group_out[n](ops.relu(h)))
+        return self.to_logits(self.group_out[n](ops.relu(h)))
 
     def call(self, inputs, training=False):
         """Logits (B, H, W, C, P) of every value, each from the pixels of earlier groups only."""

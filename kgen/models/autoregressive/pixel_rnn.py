@@ -37,8 +37,7 @@ from keras import ops
 
 from kgen.errors import UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.base import AutoregressiveModel
-from kgen.models.autoregressive.pixel_cnn import check_image_model
+from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model
 from kgen.registry import register_model
 
 CELLS = ("row_lstm", "diagonal_bilstm")
@@ -70,7 +69,7 @@ def shift_down(x):
 
 
 @register_model("pixel_rnn", family="autoregressive")
-class PixelRNN(AutoregressiveModel):
+class PixelRNN(ImageAutoregressiveModel):
     """PixelRNN (van den Oord et al. 2016): Row LSTM or Diagonal BiLSTM layers with residual connections.
 
     Args:
@@ -235,16 +234,6 @@ class PixelRNN(AutoregressiveModel):
 
     # === Network ===
 
-    @staticmethod
-    def scale(x):
-        return 2.0 * ops.cast(x, "float32") - 1.0
-
-    def head_logits(self, h):
-        out = self.head[1](ops.relu(self.head[0](ops.relu(h))))
-        shape = tuple(ops.shape(out)[:-1])
-        out = ops.reshape(out, shape + (self.out_per_dim, self.channels))
-        return ops.moveaxis(out, -1, -2)
-
     def call(self, inputs, training=False):
         x, _ = self.split_inputs(inputs)
         stream = self.in_conv(self.scale(x))
@@ -254,9 +243,6 @@ class PixelRNN(AutoregressiveModel):
         return self.head_logits(stream)
 
     # === Sampling ===
-
-    def _sample(self, u, labels, temperature):
-        return self._sample_naive(u, labels, temperature)
 
     # === Export ===
 

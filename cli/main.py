@@ -207,17 +207,25 @@ def sample(checkpoint, model, num, seed, label, temperature, out):
 @click.option("--iw-samples", type=int, default=None, help="k of the importance-weighted bound (latent models).")
 @click.option("--max-examples", type=int, default=0, help="Score only the first N examples (0: all).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a data/evaluate key.")
+@click.option("--sample-metrics/--no-sample-metrics", default=None,
+              help="FID/KID of samples vs the split (default: only for models without a likelihood).")
+@click.option("--num-samples", type=int, default=None, help="Samples for FID/KID (default: the split's size).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
-def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, as_json):
-    """Score a checkpoint: NLL (exact or bound) in nats and bits/dim."""
-    from kgen.evaluation import evaluate_checkpoint
+def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sample_metrics, num_samples, as_json):
+    """Score a checkpoint: NLL (exact or bound) in nats and bits/dim; FID/KID for GANs."""
+    from kgen.evaluation import evaluate_checkpoint, sample_metrics_lines
 
     result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, iw_samples=iw_samples,
-                                 max_examples=max_examples, overrides=overrides, progress=not as_json)
+                                 max_examples=max_examples, overrides=overrides, progress=not as_json,
+                                 sample_metrics_flag=sample_metrics, num_samples=num_samples)
     if as_json:
         _echo_json(result)
         return
     click.echo(f"{result['model']} on {result['dataset']} ({result['split']}, {result['examples']} examples)")
+    for line in sample_metrics_lines(result):
+        click.echo(line)
+    if "nll" not in result:
+        return
     kind = "exact" if result["nll_kind"] == "exact" else "upper bound"
     click.echo(f"  NLL ({kind}): {result['nll']['nats']:.3f} nats  {result['nll']['bits_per_dim']:.4f} bits/dim")
     if "elbo" in result:

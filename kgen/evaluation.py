@@ -1,19 +1,186 @@
-"""Evaluation of a checkpoint on a data split (what `kgen evaluate` runs)."""
+"""Evaluation of a checkpoint on a data split (what `kgen evaluate` runs).
+
+Likelihood models get their NLL (exact or a bound, `kgen.metrics.evaluate`).
+Models without a likelihood (GANs) get sample-quality metrics instead, and
+likelihood models get them too with `sample_metrics=True`
+(`kgen evaluate --sample-metrics`), so that a VAE's samples and a GAN's are
+scored the same way:
+
+- `fid` and `kid` (mean, std): generated samples against the split, with a
+  feature network (`kgen.metrics.features`: a small classifier trained on the
+  data set, a *domain* metric, not comparable with Inception FIDs; for 2-D
+  point data the points themselves);
+- `fid_floor` and `kid_floor`: the same metrics between held-out real data
+  (a seeded random subset of the train split, or of the valid split when the
+  train split is scored, as many images as there are samples) and the
+  split: what a model that samples the data distribution would score at
+  this sample size. Read `fid` against it. It is a reference,
+  not a bound: FID is biased upwards by an amount that grows with the
+  features' spread and shrinks with the sample size, so on small splits a
+  model with less diverse samples, or a lucky draw, can land below it;
+- `inception`: the standard Inception-v3 FID when `KGEN_INCEPTION_WEIGHTS`
+  names local weights, else the reason it was skipped;
+- `label_accuracy` (conditional models): how often the feature classifier
+  recognises the label a sample was generated for.
+
+A model with an `evaluate_extra(prepared, batch_size)` method adds its own
+metrics (a dict) to the result; when such a model cannot be scored from
+samples (pix2pix needs source images; no feature classifier for the data
+set) and sample metrics were not asked for, `sample_metrics_skipped` says why.
+"""
+
+import dataclasses
 
 import keras
+import numpy as np
 
 from kgen import checkpoint as ckpt
 from kgen import config as config_lib
 from kgen.data.pipeline import Pipeline
+from kgen.errors import TrainingDiverged, UsageError
 from kgen.metrics import evaluate
+from kgen.metrics import fid as fid_lib
+
+
+def has_likelihood(model):
+    """True when the model scores data (`log_prob` or a latent model's `score`)."""
+    from kgen.models.base import GenerativeModel
+
+    return hasattr(model, "score") or type(model).log_prob is not GenerativeModel.log_prob
+
+
+def to_unit(x, data_config):
+    """Model-space arrays back to the data's [0, 1] images (undoes logit and scale; clips).
+
+    Points (2-D arrays) only have the scale undone.
+    """
+    x = np.asarray(x, "float64")
+    if data_config.get("scale", "unit") == "symmetric":
+        x = (x + 1.0) / 2.0
+    alpha = data_config.get("logit_alpha", 0.0)
+    if alpha > 0:
+        x = (1.0 / (1.0 + np.exp(-x)) - alpha) / (1.0 - 2.0 * alpha)
+    if x.ndim == 4:
+        x = np.clip(x, 0.0, 1.0)
+    return x.astype("float32")
+
+
+def _matching_labels(y, n, seed):
+    """`n` labels with the split's label distribution (a permutation when n == len(y))."""
+    rng = np.random.default_rng([seed, 7])
+    return rng.choice(np.asarray(y, "int32"), size=n, replace=n > len(y)).astype("int32")
+
+
+def feature_network(data, path=""):
+    """`(features_fn, info)` for a `Dataset`: its classifier's `features` layer, or identity for points."""
+    if data.kind == "points":
+        return (lambda x: np.asarray(x, "float64").reshape(len(x), -1)), {
+            "network": "identity", "dim": int(data.num_dims),
+            "note": "2-D points: FID/KID on the coordinates themselves",
+        }
+    from kgen.metrics.features import FeatureExtractor
+
+    dataset = data.name
+    extractor = FeatureExtractor(dataset, path or None)
+    info = {"network": extractor.path.name, "dim": extractor.dim,
+            "note": "domain metric: penultimate layer of kgen's classifier for this data set, "
+                    "not comparable with Inception FID"}
+    card = extractor.path.with_suffix(".toml")
+    if card.is_file():
+        import tomllib
+
+        info["classifier_test_accuracy"] = tomllib.loads(card.read_text()).get("test_accuracy")
+    return extractor, info
+
+
+def sample_quality(samples, reference, held_out, features, kid_subsets=100, kid_subset_size=1000, seed=0):
+    """FID/KID of `samples` against `reference`, beside the floor of `held_out` real data.
+
+    All three are arrays in data space ([0, 1] images or points); `features`
+    maps such an array to `(N, D)` features.
+
+    KID subsets hold at most half of the smaller set, so that its std over
+    subsets says something even for small splits (a subset of a whole set
+    would repeat it exactly; the estimate is unbiased at any subset size).
+    """
+    f_ref, f_gen, f_held = features(reference), features(samples), features(held_out)
+    size = min(int(kid_subset_size), max(2, min(len(f_ref), len(f_gen), len(f_held)) // 2))
+
+    def kid(a):
+        mean, std = fid_lib.kid(a, f_ref, num_subsets=kid_subsets, subset_size=size, seed=seed)
+        return {"mean": mean, "std": std, "subset_size": size, "subsets": int(kid_subsets)}
+
+    return {
+        "fid": fid_lib.fid(f_gen, f_ref),
+        "kid": kid(f_gen),
+        "fid_floor": fid_lib.fid(f_held, f_ref),
+        "kid_floor": kid(f_held),
+    }
+
+
+def _inception(samples, reference, held_out):
+    from kgen.metrics import inception
+
+    path, reason = inception.inception_status()
+    if path is None:
+        return {"skipped": reason}
+    if samples.ndim != 4:
+        return {"skipped": "skipped: Inception FID is for images, not points"}
+    net = inception.InceptionFeatures(path)
+    f_ref = net(reference)
+    return {"fid": fid_lib.fid(net(samples), f_ref), "fid_floor": fid_lib.fid(net(held_out), f_ref),
+            "weights": str(path)}
+
+
+def sample_metrics(model, pipeline, data, eval_config, num_samples=None, seed=0):
+    """Sample-quality metrics of `model` against the `Dataset` split `data` (see the module docstring)."""
+    n_ref = len(data)
+    n = int(num_samples or eval_config.get("num_samples", 0) or n_ref)
+    if n < 2:
+        raise UsageError(f"FID/KID need at least 2 samples, got evaluate.num_samples = {n}.")
+    # The floor's real data: the train split in full (data.max_examples limits training only),
+    # or the valid split when the train split is the one scored.
+    floor_split = "valid" if data.split == "train" else "train"
+    train = Pipeline(dict(pipeline.config, max_examples=0)).load(floor_split)
+    if train.shape != data.shape:
+        raise UsageError(f"the {floor_split} split's examples have shape {train.shape}, "
+                         f"the scored split {data.shape}.")
+    pick = np.sort(np.random.default_rng([seed, 11]).choice(len(train), min(n, len(train)), replace=False))
+    held_out = dataclasses.replace(train, x=train.x[pick], y=None if train.y is None else train.y[pick])
+    cfg = pipeline.config
+    reference = to_unit(pipeline.prepare(data, seed=seed).x, cfg)
+    held = to_unit(pipeline.prepare(held_out, seed=seed).x, cfg)
+    labels = _matching_labels(data.y, n, seed) if model.conditional else None
+    samples = to_unit(model.sample(n, seed=seed, labels=labels, batch_size=eval_config["batch_size"]), cfg)
+    if not np.all(np.isfinite(samples)):
+        raise TrainingDiverged(f"{type(model).__name__} generated NaN or Inf samples; the checkpoint has diverged.")
+    features, info = feature_network(data, eval_config.get("feature_classifier", ""))
+    result = sample_quality(samples, reference, held, features,
+                            kid_subsets=eval_config.get("kid_subsets", 100),
+                            kid_subset_size=eval_config.get("kid_subset_size", 1000), seed=seed)
+    result["num_samples"] = n
+    result["floor_examples"] = int(len(held))
+    result["floor_split"] = floor_split
+    result["features"] = info
+    if labels is not None and hasattr(features, "predict_labels"):
+        result["label_accuracy"] = float(np.mean(features.predict_labels(samples) == labels))
+    result["inception"] = _inception(samples, reference, held)
+    return result
 
 
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
-                        overrides=(), progress=True):
+                        overrides=(), progress=True, sample_metrics_flag=None, num_samples=None):
     """Scores a checkpoint with the preprocessing it was trained with.
 
-    Returns the dict of `kgen.metrics.evaluate` plus `model`, `dataset`,
-    `split` and `checkpoint`.
+    Args:
+        sample_metrics_flag: compute FID/KID from samples; None means only for
+            models without a likelihood (GANs).
+        num_samples: samples for FID/KID (default `evaluate.num_samples`, 0:
+            the size of the split).
+
+    Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
+    the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
+    `model`, `dataset`, `split`, `examples` and `checkpoint`.
     """
     model = ckpt.load_model(path, compile=False)
     config = ckpt.read_state(path).get("config")
@@ -29,17 +196,61 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         data = data.subset(max_examples)
     model.check_data(data)
     prepared = pipeline.prepare(data, seed=0)
-    k = config["evaluate"]["iw_samples"] if iw_samples is None else iw_samples
-    if model.log_prob_kind != "elbo":
-        k = 0
-    bar = keras.utils.Progbar(len(data), unit_name="example") if progress and k else None
-    result = evaluate(
-        model, prepared,
-        iw_samples=k,
-        batch_size=config["evaluate"]["batch_size"],
-        seed=0,
-        continuous=pipeline.continuous,
-        progress=bar.update if bar else None,
-    )
+    eval_config = config["evaluate"]
+    likelihood = has_likelihood(model)
+    explicit = sample_metrics_flag is not None
+    if not explicit:
+        sample_metrics_flag = not likelihood
+    result = {"examples": int(len(data))}
+    if likelihood:
+        k = eval_config["iw_samples"] if iw_samples is None else iw_samples
+        if model.log_prob_kind != "elbo":
+            k = 0
+        bar = keras.utils.Progbar(len(data), unit_name="example") if progress and k else None
+        result = evaluate(
+            model, prepared,
+            iw_samples=k,
+            batch_size=eval_config["batch_size"],
+            seed=0,
+            continuous=pipeline.continuous,
+            progress=bar.update if bar else None,
+        )
+    else:
+        result["nll_kind"] = "none"
+    if sample_metrics_flag:
+        try:
+            result.update(sample_metrics(model, pipeline, data, eval_config, num_samples=num_samples))
+        except UsageError as e:
+            # A model that reports its own metrics (pix2pix: no unconditional samples; a data set
+            # with no feature classifier) still gets them, with the reason FID/KID are missing.
+            if explicit or not hasattr(model, "evaluate_extra"):
+                raise
+            result["sample_metrics_skipped"] = str(e)
+    if hasattr(model, "evaluate_extra"):
+        result.update(model.evaluate_extra(prepared, eval_config["batch_size"]))
     result.update({"model": model.registered_name, "dataset": data.name, "split": split, "checkpoint": str(path)})
     return result
+
+
+def sample_metrics_lines(result):
+    """Human-readable lines for the sample metrics in an `evaluate_checkpoint` result (none if absent)."""
+    if "sample_metrics_skipped" in result:
+        return [f"  FID/KID skipped: {result['sample_metrics_skipped']}"]
+    if "fid" not in result:
+        return []
+    kid, floor = result["kid"], result["kid_floor"]
+    lines = [
+        f"  samples: {result['num_samples']}, features: {result['features']['network']} "
+        f"({result['features']['note']})",
+        f"  FID: {result['fid']:.4g}   (real-data floor: {result['fid_floor']:.4g}, "
+        f"{result['floor_examples']} held-out train examples)",
+        f"  KID: {kid['mean']:.4g} +/- {kid['std']:.2g}   (floor: {floor['mean']:.4g} +/- {floor['std']:.2g})",
+    ]
+    if "label_accuracy" in result:
+        lines.append(f"  label accuracy of conditional samples: {result['label_accuracy']:.3f}")
+    inception = result.get("inception", {})
+    if "fid" in inception:
+        lines.append(f"  Inception FID: {inception['fid']:.4g}   (floor: {inception['fid_floor']:.4g})")
+    elif "skipped" in inception:
+        lines.append(f"  Inception FID {inception['skipped']}")
+    return lines

@@ -21,6 +21,8 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     state = ckpt.read_state(path)
     if label is not None and not net.conditional:
         raise UsageError(f"{type(net).__name__} in {path} is not conditional: drop --label.")
+    if hasattr(net, "translate"):  # image-to-image models translate the test split instead
+        return translations_to_file(net, state, path, n, seed, out)
     labels = None if label is None else np.full(n, label, "int32")
     samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -35,3 +37,30 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
             samples = (samples + 1.0) / 2.0
         images.write_grid(out, samples)
     return out
+
+
+def translations_to_file(net, state, path, n, seed, out):
+    """Translates `n` test-split sources of a checkpoint's data (random ones with `seed`, else the first).
+
+    A `.png` gets rows of source | translated (| target, when the data are
+    paired); a `.npz` gets `source`, `x` (the translations) and `target`.
+    """
+    import dataclasses
+
+    from kgen.data.pipeline import Pipeline
+
+    config = state.get("config")
+    if not config:
+        raise UsageError(f"{path} records no training data set, so kgen cannot tell what to translate; "
+                         "call model.translate(images) from Python instead.")
+    pipeline = Pipeline(config["data"])
+    prepared = pipeline.prepare(pipeline.load("test"), seed=0)
+    n = min(n, len(prepared.x))
+    idx = np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).choice(len(prepared.x), n, False))
+    prepared = dataclasses.replace(prepared, x=prepared.x[idx], x_source=prepared.x_source[idx])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        extra = {"target": prepared.x} if prepared.source.paired else {}
+        np.savez(out, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
+        return out
+    return net.write_translation_figure(out, prepared, n, scale=config["data"]["scale"])

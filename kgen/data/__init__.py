@@ -9,7 +9,7 @@
 import functools
 import pathlib
 
-from kgen.data import loaders, toy2d
+from kgen.data import loaders, toy2d, translation
 from kgen.data.dataset import Dataset, from_array, validate_array
 from kgen.errors import UsageError, did_you_mean
 
@@ -20,6 +20,7 @@ DATASETS = {
     "fashion_mnist": (functools.partial(loaders.load_keras_dataset, "fashion_mnist"), "Fashion-MNIST 28x28 (keras.datasets)"),
     "cifar10": (functools.partial(loaders.load_keras_dataset, "cifar10"), "CIFAR-10 32x32 RGB (keras.datasets)"),
 }
+DATASETS.update(translation.TRANSLATION_DATASETS)
 for _name in toy2d.GENERATORS:
     DATASETS[_name] = (functools.partial(loaders.load_toy, _name), f"toy 2-D density '{_name}' (generated)")
 
@@ -34,7 +35,9 @@ def load_dataset(name, split="train", **options):
 
     Args:
         name: a built-in name (`kgen list` shows them), a `.npz` file with key
-            `x` (optional `y`), or a folder of PNG images.
+            `x` (optional `y`), a folder of PNG images, or a folder with
+            sub-folders `A/` and `B/` of PNGs (translation data, see
+            `kgen.data.translation`).
         split: "train", "valid" or "test".
         **options: loader options: `data_dir` (local files for
             `binarized_mnist`), `valid_fraction`, `test_fraction`,
@@ -51,6 +54,8 @@ def load_dataset(name, split="train", **options):
         if not path.is_file():
             raise UsageError(f"data file {path} does not exist.")
         return loaders.load_npz(path, split=split, **options)
+    if path.is_dir() and translation.is_translation_folder(path):  # A/ and B/: image-to-image pairs
+        return translation.load_translation_folder(path, split=split, **options)
     if path.is_dir():
         return loaders.load_png_folder(path, split=split, **options)
     raise UsageError(

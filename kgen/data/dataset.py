@@ -20,6 +20,10 @@ class Dataset:
         num_levels: discrete values per pixel (2 binary, 17 `digits`, 256
             8-bit), or None for continuous data.
         num_classes: number of label classes, or None.
+        x_source: translation data only: the source images (domain A);
+            `x` then holds the targets (domain B). See `kgen.data.translation`.
+        paired: translation data only: whether `x_source[i]` is the source of
+            `x[i]` (else the domains are unrelated sets, maybe of other sizes).
     """
 
     name: str
@@ -29,6 +33,8 @@ class Dataset:
     kind: str = "image"
     num_levels: int = None
     num_classes: int = None
+    x_source: np.ndarray = None
+    paired: bool = None
 
     def __len__(self):
         return len(self.x)
@@ -45,7 +51,8 @@ class Dataset:
     def subset(self, n):
         """The first `n` examples (loaders shuffle with a fixed seed)."""
         return dataclasses.replace(
-            self, x=self.x[:n], y=None if self.y is None else self.y[:n]
+            self, x=self.x[:n], y=None if self.y is None else self.y[:n],
+            x_source=None if self.x_source is None else self.x_source[:n],
         )
 
 

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from kgen.data import load_dataset, preprocess
+from kgen.data import load_dataset, preprocess, translation
 from kgen.errors import DataError
 
 _SPLIT_SALT = {"train": 0, "valid": 1, "test": 2}
@@ -24,6 +24,7 @@ class Prepared:
     y: np.ndarray
     logdet: np.ndarray  # per example; zeros when no transform changes volume
     source: object  # the Dataset after static steps
+    x_source: np.ndarray = None  # translation data: one source image per row of x
 
 
 class Pipeline:
@@ -43,6 +44,8 @@ class Pipeline:
             ds = ds.subset(c["max_examples"])
         if len(ds) == 0:
             raise DataError(f"{ds.name}: the {split} split is empty.")
+        if ds.x_source is not None and (c["binarize"] != "none" or c["dequantize"] or c["logit_alpha"] > 0):
+            raise DataError(f"{ds.name}: translation data supports data.scale only, not binarize/dequantize/logit.")
         if c["binarize"] != "none":
             if ds.kind != "image":
                 raise DataError(f"{ds.name}: data.binarize applies to images, not {ds.kind}.")
@@ -72,6 +75,8 @@ class Pipeline:
             x = preprocess.dequantize(x, ds.num_levels, rng)
             if c["logit_alpha"] > 0:
                 x, logdet = preprocess.logit_transform(x, c["logit_alpha"])
+        x_source = translation.aligned_sources(ds, np.random.default_rng(salt + [4]))
         if c["scale"] != "unit":
             x = preprocess.scale(x, c["scale"])
-        return Prepared(x=x, y=ds.y, logdet=logdet, source=ds)
+            x_source = None if x_source is None else preprocess.scale(x_source, c["scale"])
+        return Prepared(x=x, y=ds.y, logdet=logdet, source=ds, x_source=x_source)

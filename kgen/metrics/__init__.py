@@ -4,6 +4,11 @@
 latent-variable models report the negative ELBO and the negative
 importance-weighted bound (both upper bounds on the NLL: smaller is better),
 and say so in `nll_kind`.
+
+Sample quality (models without a likelihood, and any model on request):
+`kgen.metrics.fid` (FID, KID), `kgen.metrics.features` (the per-data-set
+feature classifiers kgen ships) and `kgen.metrics.inception` (the standard
+Inception-v3 FID from local weights); `kgen.evaluation` puts them together.
 """
 
 import math

@@ -69,6 +69,20 @@ def build_for_data(config, data):
     )
 
 
+def fit_inputs(model, prepared, perm=None):
+    """What `fit` takes from prepared arrays (rows `perm`): `x`, `(x, labels)`, or `(source, target)`.
+
+    Image-to-image models (`translation_inputs`) train on the sources and
+    targets of a translation data set; every other model on `x` (and labels).
+    """
+    def take(a):
+        return a if a is None or perm is None else a[perm]
+
+    if hasattr(model, "translation_inputs"):
+        return model.translation_inputs(take(prepared.x_source), take(prepared.x))
+    return model.model_inputs(take(prepared.x), take(prepared.y))
+
+
 def default_run_dir(config):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data = pathlib.Path(str(config["data"]["name"])).stem
@@ -149,7 +163,8 @@ class Trainer:
         self.model.check_data(self.train_data)
         (self.run_dir / "samples").mkdir(exist_ok=True)
         valid = self.pipeline.prepare(self.valid_data, seed=seed)
-        self.valid_inputs = self.model.model_inputs(valid.x, valid.y)
+        self.valid_prepared = valid
+        self.valid_inputs = fit_inputs(self.model, valid)
 
     # === Loop ===
 
@@ -166,8 +181,7 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             prepared = self.pipeline.prepare(self.train_data, epoch=epoch, seed=seed)
             perm = np.random.default_rng([seed, epoch, 5]).permutation(n)
-            y = None if prepared.y is None else prepared.y[perm]
-            inputs = self.model.model_inputs(prepared.x[perm], y)
+            inputs = fit_inputs(self.model, prepared, perm)
             guard = NaNGuard()
             callbacks = [guard]
             if self.verbose:
@@ -223,8 +237,11 @@ class Trainer:
     def _write_samples(self, epoch):
         n = self.config["train"]["grid_size"]
         seed = self.config["train"]["seed"]
-        samples = self.model.sample(n, seed=seed)
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
+        if hasattr(self.model, "write_translation_figure"):  # source | translated (| target), fixed valid batch
+            self.model.write_translation_figure(path, self.valid_prepared, n, scale=self.config["data"]["scale"])
+            return
+        samples = self.model.sample(n, seed=seed)
         if hasattr(self.model, "write_epoch_figure"):  # e.g. a flow's density beside the data
             self.model.write_epoch_figure(path, self.train_data, samples)
         elif self.train_data.kind == "points":

@@ -192,6 +192,9 @@ class AdversarialModel(GenerativeModel):
     optimizer_defaults = {"learning_rate": 2e-4, "beta_1": 0.5}
     # Keras metrics logged each step (besides `loss`).
     metric_names = ("d_loss", "g_loss")
+    # Whether `generator_loss` also takes the step's real batch (`real=`):
+    # feature matching (semi-supervised GAN) and BiGAN's encoder need it.
+    generator_loss_takes_real = False
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, latent_dim=64, output_activation="auto",
                  **kwargs):
@@ -311,7 +314,9 @@ class AdversarialModel(GenerativeModel):
                 kwargs["clipnorm"] = train_config["clipnorm"]
             return keras.optimizers.get({"class_name": name, "config": kwargs})
 
-        self.compile(discriminator_optimizer=make(), generator_optimizer=make())
+        # Several steps per compiled call cut per-step dispatch (Keras runs PyTorch one step per call).
+        steps = 1 if keras.config.backend() == "torch" else train_config.get("steps_per_execution", 1)
+        self.compile(discriminator_optimizer=make(), generator_optimizer=make(), steps_per_execution=steps)
 
     # === Training ===
 
@@ -349,7 +354,8 @@ class AdversarialModel(GenerativeModel):
         for _ in range(self.discriminator_steps):
             with adversarial.no_grad():
                 latent = self.draw_latent(batch)
-                fake = ops.stop_gradient(self.generate(latent, labels, training=True))
+                # map_structure: `generate` may return several tensors (CycleGAN's two translations).
+                fake = keras.tree.map_structure(ops.stop_gradient, self.generate(latent, labels, training=True))
 
             def d_loss_fn(fake=fake, latent=latent):
                 return self.discriminator_loss(real, fake, latent, labels, training=True)
@@ -359,8 +365,10 @@ class AdversarialModel(GenerativeModel):
 
         latent = self.draw_latent(batch)
 
+        extra = {"real": real} if self.generator_loss_takes_real else {}
+
         def g_loss_fn():
-            return self.generator_loss(latent, labels, training=True)
+            return self.generator_loss(latent, labels, training=True, **extra)
 
         (g_loss, g_logs), grads = adversarial.value_and_grad(g_loss_fn, g_vars, has_aux=True)
         adversarial.apply_gradients(opt.generator_optimizer, grads, g_vars)
@@ -376,7 +384,8 @@ class AdversarialModel(GenerativeModel):
         latent = self.draw_latent(batch)
         fake = self.generate(latent, labels, training=False)
         d_loss, d_logs = self.discriminator_loss(real, fake, latent, labels, training=False)
-        g_loss, g_logs = self.generator_loss(self.draw_latent(batch), labels, training=False)
+        extra = {"real": real} if self.generator_loss_takes_real else {}
+        g_loss, g_logs = self.generator_loss(self.draw_latent(batch), labels, training=False, **extra)
         logs = {"d_loss": d_loss, "g_loss": g_loss, **d_logs, **g_logs}
         return self._record(self.end_step(logs, training=False))
 

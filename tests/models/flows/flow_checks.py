@@ -1,10 +1,19 @@
 """Checks every flow test file shares (imported by the test modules beside it).
 
+`VECTOR_CASES` names the small 2-D flows that every standard check runs on
+(`test_flow_standard_checks.py`, parametrized over them): trainable weights
+that one step changes, a falling loss, invertibility, log-det against the
+autodiff Jacobian, a density that integrates to one, the `.keras` round
+trip. `trained_case(name)` trains each once per test session; the model
+files beside this one use the same trained flow for their own checks.
+
 Flows run on TensorFlow and JAX only; on PyTorch each flow test module is
 skipped as a whole with that reason, and `test_flow_backends.py` checks the
 clear `BackendError` instead.
 """
 
+import dataclasses
+import functools
 import math
 
 import keras
@@ -158,3 +167,113 @@ def assert_round_trip(model, x, labels, tmp_path):
         np.testing.assert_array_equal(got[path_], want[path_], err_msg=path_)
     np.testing.assert_allclose(loaded.log_prob(x, labels), model.log_prob(x, labels), rtol=1e-5, atol=1e-4)
     return loaded
+
+
+# === Training scaffolding ===
+
+
+def train_and_record(flow, x, labels=None, steps=40, batch_size=None, learning_rate=3e-3):
+    """Weights before and after one step, mean NLL before and after `steps` more.
+
+    Returns a dict: `flow`, `x`, `y`, `unchanged` (trainable weights the first
+    step left untouched), `nll0` and `nll1`.
+    """
+    before = weights_snapshot(flow)
+    nll0 = mean_nll(flow, x, labels)
+    train(flow, x, labels, steps=1, batch_size=batch_size, learning_rate=learning_rate)
+    unchanged = unchanged_weights(before, flow)
+    train(flow, x, labels, steps=steps, batch_size=batch_size, learning_rate=learning_rate)
+    return {"flow": flow, "x": x, "y": labels, "unchanged": unchanged, "nll0": nll0,
+            "nll1": mean_nll(flow, x, labels)}
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorCase:
+    """A small flow on 256 points of a 2-D toy density, and what its checks expect.
+
+    Args:
+        model: registered model name.
+        dataset: toy data set (its first 256 training points).
+        hparams: the model's arguments, as (name, value) pairs.
+        steps: training steps after the first (batch 64, Adam 3e-3).
+        min_drop: nats the mean training NLL must fall.
+        num_weights: the exact number of trainable weights (None: at least `min_weights`).
+        min_weights: the least number of trainable weights when `num_weights` is None.
+        z: base points to decode and encode back (None: 16 standard normal points).
+    """
+
+    model: str
+    dataset: str
+    hparams: tuple
+    steps: int = 40
+    min_drop: float = 0.2
+    num_weights: int = None
+    min_weights: int = 1
+    z: tuple = None
+
+    def base_points(self):
+        if self.z is None:
+            return np.random.default_rng(1).standard_normal((16, 2)).astype("float32")
+        return np.asarray(self.z, "float32")
+
+
+VECTOR_CASES = {
+    # MADE: 3 layers x (2 hidden + 1 output) masked dense layers x (kernel, bias)
+    "maf": VectorCase("maf", "8gaussians", (("num_layers", 3), ("hidden_units", (32, 32))), num_weights=3 * 6),
+    "iaf": VectorCase("iaf", "8gaussians", (("num_layers", 3), ("hidden_units", (32, 32))), num_weights=3 * 6),
+    # 4 coupling MLPs of 3 dense layers, and the diagonal scaling
+    "nice": VectorCase("nice", "moons", (("num_couplings", 4), ("hidden_units", (32, 32))), num_weights=4 * 6 + 1),
+    # 2 spline MLPs of 2 dense layers; z has points outside the spline interval (identity tails)
+    "spline_flow": VectorCase("spline_flow", "checkerboard",
+                              (("num_layers", 2), ("num_bins", 6), ("hidden_units", (32,))),
+                              steps=30, min_drop=0.1, num_weights=2 * 4,
+                              z=((0.3, -1.2), (5.0, -6.0), (-4.5, 0.1), (0.0, 0.0))),
+    # with batch norm, whose moving statistics are not trainable
+    "real_nvp": VectorCase("real_nvp", "moons",
+                           (("num_couplings", 4), ("hidden_units", (32, 32)), ("batch_norm", True)),
+                           min_weights=4 * 6),
+}
+
+
+@functools.cache
+def trained_case(name):
+    """`train_and_record` of `VECTOR_CASES[name]`, once per session (seeded here, so
+    the result does not depend on which test asked first)."""
+    case = VECTOR_CASES[name]
+    keras.utils.set_random_seed(0)
+    x = kgen.load_dataset(case.dataset).x[:256]
+    flow = kgen.build_model(case.model, input_shape=(2,), **dict(case.hparams))
+    result = train_and_record(flow, x, steps=case.steps, batch_size=64, learning_rate=3e-3)
+    result["case"] = case
+    return result
+
+
+# === The standard checks (each raises AssertionError when it fails) ===
+
+
+def check_weights_all_train(result):
+    """The flow has the trainable weights its case expects, and one step changes every one."""
+    case, flow = result["case"], result["flow"]
+    if case.num_weights is not None:
+        assert len(flow.trainable_weights) == case.num_weights, len(flow.trainable_weights)
+    else:
+        assert len(flow.trainable_weights) >= case.min_weights, len(flow.trainable_weights)
+    assert result["unchanged"] == [], f"the first step left these weights unchanged: {result['unchanged']}"
+
+
+def check_loss_falls(result, min_drop=None):
+    min_drop = result["case"].min_drop if min_drop is None else min_drop
+    assert result["nll1"] < result["nll0"] - min_drop, (result["nll0"], result["nll1"])
+
+
+def check_invertible(result):
+    assert_invertible(result["flow"], result["x"][:16], result["y"], z=result["case"].base_points())
+
+
+def check_logdet(result):
+    assert_logdet_matches_autodiff(result["flow"], result["x"][:4])
+
+
+def check_normalized(result, tolerance=0.01):
+    integral = grid_integral(result["flow"])
+    assert abs(integral - 1.0) < tolerance, integral

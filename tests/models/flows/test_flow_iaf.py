@@ -1,65 +1,15 @@
-"""IAF: the inverse of MAF (one-pass sampling, D-pass density)."""
+"""IAF: the inverse of MAF (one-pass sampling, D-pass density).
+
+The standard checks of the trained 2-D IAF (weights, loss, invertibility, log-det,
+normalization, round trip) are in test_flow_standard_checks.py."""
 
 import numpy as np
 import pytest
 
 import kgen
-from flow_checks import (
-    assert_invertible,
-    assert_logdet_matches_autodiff,
-    assert_round_trip,
-    grid_integral,
-    mean_nll,
-    needs_tfp,
-    to_np,
-    train,
-    unchanged_weights,
-    weights_snapshot,
-)
+from flow_checks import needs_tfp, to_np
 
 pytestmark = needs_tfp
-
-@pytest.fixture(scope="module")
-def data():
-    return kgen.load_dataset("8gaussians").x[:256]
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    """Weights before and after one step, NLL before and after 40 steps."""
-    flow = kgen.build_model("iaf", input_shape=(2,), num_layers=3, hidden_units=(32, 32))
-    before = weights_snapshot(flow)
-    nll0 = mean_nll(flow, data)
-    train(flow, data, steps=1, batch_size=64, learning_rate=3e-3)
-    unchanged = unchanged_weights(before, flow)
-    train(flow, data, steps=40, batch_size=64, learning_rate=3e-3)
-    return {"flow": flow, "unchanged": unchanged, "nll0": nll0, "nll1": mean_nll(flow, data)}
-
-
-def test_has_weights_and_one_step_changes_all(trained):
-    assert len(trained["flow"].trainable_weights) == 3 * 6
-    assert trained["unchanged"] == []
-
-
-def test_loss_falls(trained):
-    assert trained["nll1"] < trained["nll0"] - 0.2, (trained["nll0"], trained["nll1"])
-
-
-def test_invertible(trained, data):
-    z = np.random.default_rng(1).standard_normal((16, 2)).astype("float32")
-    assert_invertible(trained["flow"], data[:16], z=z)
-
-
-def test_logdet_matches_autodiff(trained, data):
-    assert_logdet_matches_autodiff(trained["flow"], data[:4])
-
-
-def test_density_integrates_to_one(trained):
-    assert abs(grid_integral(trained["flow"]) - 1.0) < 0.01
-
-
-def test_round_trip(trained, data, tmp_path):
-    assert_round_trip(trained["flow"], data, None, tmp_path)
 
 
 def test_iaf_is_the_inverse_of_maf():

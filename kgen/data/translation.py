@@ -164,6 +164,10 @@ def aligned_sources(ds, rng):
 
 
 TRANSLATION_DATASETS = {
-    "digits_inpaint": (load_digits_inpaint, "paired translation: digits with the lower half erased -> whole digits (bundled)"),
-    "digits_bold": (load_digits_bold, "unpaired translation: digits as drawn <-> bold digits, disjoint halves (bundled)"),
+    "digits_inpaint": (
+        load_digits_inpaint, "paired translation: digits with the lower half erased -> whole digits (bundled)"
+    ),
+    "digits_bold": (
+        load_digits_bold, "unpaired translation: digits as drawn <-> bold digits, disjoint halves (bundled)"
+    ),
 }

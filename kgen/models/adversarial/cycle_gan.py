@@ -130,7 +130,6 @@ class CycleGAN(TranslationModel):
     needs_pairs = False
     directions = {"translate_a2b": "a2b", "translate_b2a": "b2a"}
     metric_names = ("d_loss", "g_loss", "d_a", "d_b", "g_adv", "cycle", "identity")
-    optimizer_defaults = {"learning_rate": 2e-4, "beta_1": 0.5}
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, generator_filters=64, downsamples=1,
                  res_blocks=6, discriminator_filters=None, norm="instance", cycle_weight=10.0, identity_weight=0.5,

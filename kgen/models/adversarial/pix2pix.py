@@ -190,7 +190,9 @@ class TranslationModel(AdversarialModel):
         if num_classes is not None:
             raise UsageError(f"{type(self).__name__} translates images; it takes no class labels.")
         if len(tuple(input_shape)) != 3:
-            raise UsageError(f"{type(self).__name__} translates images (H, W, C), got input_shape {tuple(input_shape)}.")
+            raise UsageError(
+                f"{type(self).__name__} translates images (H, W, C), got input_shape {tuple(input_shape)}."
+            )
         super().__init__(input_shape, num_levels, None, latent_dim=0, output_activation=output_activation, **kwargs)
 
     def get_config(self):

@@ -85,7 +85,7 @@ def autoregressive_figures(exclude):
 
 
 def run_flow(name, args, run_root):
-    import kgen  # noqa: F401
+    import kgen
     from kgen import config as config_lib
     from kgen.evaluation import evaluate_checkpoint
     from kgen.training.trainer import train

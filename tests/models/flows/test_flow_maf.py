@@ -4,7 +4,6 @@ The standard checks of the trained 2-D MAF (weights, loss, invertibility, log-de
 normalization, round trip) are in test_flow_standard_checks.py."""
 
 import numpy as np
-import pytest
 
 import kgen
 from flow_checks import assert_invertible, assert_logdet_matches_autodiff, needs_tfp, train

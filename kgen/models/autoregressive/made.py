@@ -58,6 +58,10 @@ class MADE(AutoregressiveModel):
         mask_seed: seed of the masks (part of the model: saved in its config).
         activation: hidden activation.
         likelihood: "auto", "bernoulli" or "categorical".
+        direct_connections: add masked direct input -> output weights (an
+            autoregressive linear term, as in Germain et al.'s code). Without
+            them, output d sees the value just before it only through the
+            hidden units of degree m_d - 1: about H / D of them.
 
     Example:
 
@@ -81,10 +85,12 @@ class MADE(AutoregressiveModel):
         mask_seed=0,
         activation="relu",
         likelihood="auto",
+        direct_connections=False,
         **kwargs,
     ):
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
         # === Config ===
+        self.direct_connections = bool(direct_connections)
         if num_classes is not None:
             raise UsageError("MADE is not conditional; train the gated PixelCNN for class-conditional samples.")
         self.setup_likelihood(likelihood)
@@ -115,6 +121,8 @@ class MADE(AutoregressiveModel):
         # === Layers ===
         self.hidden = [MaskedDense(u, name=f"masked_dense_{i}") for i, u in enumerate(self.hidden_units)]
         self.out = MaskedDense(self.num_dims * self.out_per_dim, name="masked_out")
+        self.direct = (MaskedDense(self.num_dims * self.out_per_dim, use_bias=False, name="masked_direct")
+                       if self.direct_connections else None)
 
         # === State ===
         self.seed_generator = keras.random.SeedGenerator(self.mask_seed)
@@ -128,6 +136,8 @@ class MADE(AutoregressiveModel):
             layer.build((None, size))
             size = layer.units
         self.out.build((None, size))
+        if self.direct is not None:
+            self.direct.build((None, self.num_dims))
         self.built = True
 
     def get_config(self):
@@ -141,6 +151,7 @@ class MADE(AutoregressiveModel):
                 "mask_seed": self.mask_seed,
                 "activation": self.activation,
                 "likelihood": self.likelihood,
+                "direct_connections": self.direct_connections,
             }
         )
         return config
@@ -162,13 +173,16 @@ class MADE(AutoregressiveModel):
 
     def logits_flat(self, x_flat, degrees):
         """Logits (..., D, P) of the flattened inputs (..., D) under the masks of `degrees`."""
-        h = ops.cast(x_flat, "float32")
+        x_in = h = ops.cast(x_flat, "float32")
         for layer, below, above in zip(self.hidden, degrees[:-1], degrees[1:]):
             conn = ops.cast(ops.expand_dims(above, -2) >= ops.expand_dims(below, -1), "float32")
             h = self.activation_fn(layer(h, conn))
         out_deg = ops.repeat(degrees[0], self.out_per_dim, axis=-1)
         conn = ops.cast(ops.expand_dims(out_deg, -2) > ops.expand_dims(degrees[-1], -1), "float32")
         out = self.out(h, conn)
+        if self.direct is not None:  # output d sees inputs strictly before it in the order
+            direct = ops.cast(ops.expand_dims(out_deg, -2) > ops.expand_dims(degrees[0], -1), "float32")
+            out = out + self.direct(x_in, direct)
         return ops.reshape(out, tuple(ops.shape(out)[:-1]) + (self.num_dims, self.out_per_dim))
 
     def call(self, inputs, training=False):

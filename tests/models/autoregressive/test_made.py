@@ -26,7 +26,8 @@ def test_masks_are_autoregressive_in_numpy():
     assert np.all(reach[degrees[0][:, None] >= order[None, :]] == 0)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"num_masks": 3, "resample_order": True}])
+@pytest.mark.parametrize("kwargs", [{}, {"num_masks": 3, "resample_order": True},
+                                    {"num_masks": 3, "resample_order": True, "direct_connections": True}])
 def test_autoregressive_property(kwargs):
     model = build(shape=(2, 3, 1), levels=3, **kwargs)
     rank = model.orders()[0]
@@ -59,6 +60,18 @@ def test_exact_normalization_multilevel_and_ensemble():
     assert not np.allclose(mixture, single[0])
     with pytest.raises(UsageError):
         model.log_prob(x, num_masks=5)
+
+
+def test_direct_connections_normalized_sampled_and_saved(tmp_path):
+    model = build(shape=(2, 2, 1), levels=3, num_masks=3, eval_masks=2, resample_order=True,
+                  direct_connections=True)
+    assert "masked_direct" in [w.path.split("/")[-2] for w in model.weights]
+    ar_checks.assert_normalized(model)
+    ar_checks.assert_sampler_consistent(model)
+    path = tmp_path / "made.keras"
+    model.save(path)
+    x = ar_checks.all_images((2, 2, 1), 3)
+    np.testing.assert_allclose(kgen.load_model(path).log_prob(x), model.log_prob(x), rtol=1e-6, atol=1e-6)
 
 
 def test_ensemble_is_the_mean_of_mask_probabilities():

@@ -60,6 +60,7 @@ def run_model(name, args):
         overrides.append(f"train.epochs={args.epochs}")
     if args.max_examples:
         overrides.append(f"data.max_examples={args.max_examples}")
+    overrides += list(args.set or [])
     config = config_lib.resolve(model=name, dataset="binarized_mnist", overrides=overrides)
     run_dir = pathlib.Path(args.run_dir) / name
     start = time.time()
@@ -83,6 +84,7 @@ def run_model(name, args):
         "epochs": config["train"]["epochs"],
         "train_examples": args.max_examples or 50000,
         "shortened": bool(args.epochs or args.max_examples),
+        "overrides": list(args.set or []),
         "train_seconds_this_invocation": round(train_seconds, 1),
         "test_examples": int(len(x)),
         "test_nll_nats": nll["nats"],
@@ -108,6 +110,8 @@ def main():
     parser.add_argument("--test-examples", type=int, default=0, help="score N test images (0: all 10,000)")
     parser.add_argument("--run-dir", default="runs/bench-autoregressive")
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set model.num_masks=32; recorded in the JSON")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 

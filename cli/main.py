@@ -184,7 +184,11 @@ def _config_path(config_file):
 @click.option("--label", type=int, default=None, help="Class label (conditional models).")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--out", default="samples.png", show_default=True, help="FILE.png (grid) or FILE.npz (arrays).")
-def sample(checkpoint, model, num, seed, label, temperature, out):
+@click.option("--interpolate", "steps", type=int, default=None, metavar="STEPS",
+              help="GANs: latent walks, rows of STEPS images between two random latents (slerp).")
+@click.option("--code", type=int, default=None, metavar="I",
+              help="InfoGAN: categories in rows, continuous code I swept from -1 to 1 in columns.")
+def sample(checkpoint, model, num, seed, label, temperature, out, steps, code):
     """Draw samples from a checkpoint or a shipped pretrained model."""
     from kgen.sampling import sample_to_file
 
@@ -193,8 +197,9 @@ def sample(checkpoint, model, num, seed, label, temperature, out):
     if num <= 0:
         raise click.UsageError("-n must be positive.")
     path = sample_to_file(checkpoint=checkpoint, model=model, n=num, seed=seed, label=label,
-                          temperature=temperature, out=out)
-    click.echo(f"wrote {num} samples to {path}")
+                          temperature=temperature, out=out, interpolate=steps, code=code)
+    what = "latent walks" if steps else "a code grid" if code is not None else f"{num} samples"
+    click.echo(f"wrote {what} to {path}")
 
 
 # === evaluate ===

@@ -7,8 +7,15 @@ import numpy as np
 from kgen.errors import UsageError
 
 
-def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png"):
-    """Samples a checkpoint (or the pretrained `model`) into `out` (.png or .npz)."""
+def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png",
+                   interpolate=None, code=None):
+    """Samples a checkpoint (or the pretrained `model`) into `out` (.png or .npz).
+
+    `interpolate=STEPS` (GANs) writes latent walks instead: `max(1, n // STEPS)`
+    rows, each STEPS images along the slerp path between two random latents.
+    `code=I` (InfoGAN) writes the code grid: categories in rows, continuous
+    code I swept from -1 to 1 in columns.
+    """
     from kgen import checkpoint as ckpt
     from kgen.saved import pretrained_path
     from kgen.training import images
@@ -24,7 +31,11 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     if hasattr(net, "translate"):  # image-to-image models translate the test split instead
         return translations_to_file(net, state, path, n, seed, out)
     labels = None if label is None else np.full(n, label, "int32")
-    samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
+    columns = None
+    if interpolate is not None or code is not None:
+        samples, columns, labels = _latent_figure(net, n, seed, label, interpolate, code)
+    else:
+        samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         extra = {} if labels is None else {"y": labels}
@@ -35,8 +46,30 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     else:
         if state.get("config", {}).get("data", {}).get("scale") == "symmetric":
             samples = (samples + 1.0) / 2.0
-        images.write_grid(out, samples)
+        images.write_grid(out, samples, columns)
     return out
+
+
+def _latent_figure(net, n, seed, label, interpolate, code):
+    """(images, grid columns, labels or None) of latent walks or of InfoGAN's code grid."""
+    name = type(net).__name__
+    if interpolate is not None and code is not None:
+        raise UsageError("pass --interpolate or --code, not both.")
+    if code is not None:
+        if not hasattr(net, "code_grid"):
+            raise UsageError(f"--code varies InfoGAN's latent codes; {name} has none.")
+        steps = 8
+        return net.code_grid(num_steps=steps, code=code, seed=0 if seed is None else seed), steps, None
+    if not hasattr(net, "interpolate"):
+        raise UsageError(f"--interpolate walks a GAN's latent space; {name} has no `interpolate`.")
+    if interpolate < 2:
+        raise UsageError(f"--interpolate needs at least 2 steps, got {interpolate}.")
+    rows = max(1, n // interpolate)
+    ends = net.draw_noise(2 * rows, seed)[0]
+    walks = [net.interpolate(ends[2 * r], ends[2 * r + 1], num_steps=interpolate,
+                             labels=None if label is None else label) for r in range(rows)]
+    labels = None if label is None else np.full(rows * interpolate, label, "int32")
+    return np.concatenate(walks), interpolate, labels
 
 
 def translations_to_file(net, state, path, n, seed, out):

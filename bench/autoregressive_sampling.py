@@ -169,6 +169,11 @@ def main():
         "machine": machine(),
     }
     out = pathlib.Path(args.out or RESULTS / f"autoregressive_sampling_{keras.config.backend()}.json")
+    if out.exists():  # a re-run of some models replaces their rows and keeps the others
+        old = json.loads(out.read_text())
+        if old.get("what") == report["what"]:
+            ran = {r["model"] for r in rows}
+            report["rows"] = [r for r in old.get("rows", []) if r["model"] not in ran] + rows
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")

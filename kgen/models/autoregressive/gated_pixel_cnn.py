@@ -349,7 +349,9 @@ class GatedPixelCNN(ImageAutoregressiveModel):
             labels = np.asarray(labels, "int32")
         temp = np.full((len(u),), temperature, "float32")
         fn = self._sample_cached if sampler == "cached" else self._sample_naive
-        return self.compiled_fn(("sample", sampler), fn)(u, labels, temp)
+        # XLA on TensorFlow fuses the cached sampler's small per-pixel ops (3x faster on a CPU);
+        # the naive loop of full convolutions is faster without it.
+        return self.compiled_fn(("sample", sampler), fn, jit_compile=sampler == "cached")(u, labels, temp)
 
     # === Export ===
 

@@ -43,7 +43,13 @@ from keras import layers, ops
 
 from kgen.errors import DataError, UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.image import SAMPLERS, ImageAutoregressiveModel, check_image_model, update_block
+from kgen.models.autoregressive.image import (
+    ImageAutoregressiveModel,
+    check_image_model,
+    check_sampler,
+    make_head,
+    update_block,
+)
 from kgen.registry import register_model
 
 
@@ -116,9 +122,7 @@ class GatedPixelCNN(ImageAutoregressiveModel):
         if condition_dim is not None and num_classes is not None:
             raise UsageError("condition on labels (num_classes) or on vectors (condition_dim), not both.")
         self.condition_dim = None if condition_dim is None else int(condition_dim)
-        if sampler not in SAMPLERS:
-            raise UsageError(f'unknown sampler "{sampler}"; choose "cached" or "naive".')
-        self.sampler = sampler
+        self.sampler = check_sampler(sampler)
 
         # === Layers ===
         c, f2 = self.channels, 2 * self.filters
@@ -139,10 +143,7 @@ class GatedPixelCNN(ImageAutoregressiveModel):
             n = self.num_layers
             self.cond_v = [layers.Dense(f2, use_bias=False, name=f"cond_vertical_{i}") for i in range(n)]
             self.cond_h = [layers.Dense(f2, use_bias=False, name=f"cond_horizontal_{i}") for i in range(n)]
-        self.head = [
-            CausalConv2D(self.output_filters, (1, 1), 0, "B", c, name="head_hidden"),
-            CausalConv2D(self.out_per_dim * c, (1, 1), 0, "B", c, name="head_out"),
-        ]
+        self.head = make_head(self.output_filters, self.out_per_dim * c, c)
         self.build()
 
     def build(self, input_shape=None):
@@ -335,23 +336,11 @@ class GatedPixelCNN(ImageAutoregressiveModel):
         x, _, _, _ = ops.fori_loop(0, h, row_step, (ops.zeros_like(u), image, v_caches, h_caches))
         return x
 
-    def sample_from_noise(self, u, labels=None, temperature=1.0, sampler=None):
-        """Samples from one uniform per value, u (n, H, W, C); labels (n,) or vectors (n, condition_dim)."""
-        sampler = sampler or self.sampler
-        if sampler not in SAMPLERS:
-            raise UsageError(f'unknown sampler "{sampler}"; choose "cached" or "naive".')
-        u = np.asarray(u, "float32")
+    def sampling_labels(self, n, labels):
+        """Class labels int32 (n,), or condition vectors (n, condition_dim) for vector conditioning."""
         if self.condition_dim is not None:
-            labels = self._vectors(len(u), labels, "sample")
-        elif labels is None:
-            labels = np.zeros(len(u), "int32")
-        else:
-            labels = np.asarray(labels, "int32")
-        temp = np.full((len(u),), temperature, "float32")
-        fn = self._sample_cached if sampler == "cached" else self._sample_naive
-        # XLA on TensorFlow fuses the cached sampler's small per-pixel ops (3x faster on a CPU);
-        # the naive loop of full convolutions is faster without it.
-        return self.compiled_fn(("sample", sampler), fn, jit_compile=sampler == "cached")(u, labels, temp)
+            return self._vectors(n, labels, "sample")
+        return super().sampling_labels(n, labels)
 
     # === Export ===
 

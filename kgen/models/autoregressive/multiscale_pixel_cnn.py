@@ -32,7 +32,7 @@ from keras import layers, ops
 
 from kgen.errors import UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model
+from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model, make_head
 from kgen.registry import register_model
 
 OFFSETS = ((0, 1), (1, 0), (1, 1))  # the three groups of each 2x2 block, in order
@@ -135,10 +135,7 @@ class MultiscalePixelCNN(ImageAutoregressiveModel):
         f, k = self.filters, self.base_kernel
         self.base_in = CausalConv2D(f, (k // 2 + 1, k), k // 2, "A", c, name="base_conv_a")
         self.base_convs = [CausalConv2D(f, (2, 3), 1, "B", c, name=f"base_block_{i}") for i in range(self.base_blocks)]
-        self.base_head = [
-            CausalConv2D(f, (1, 1), 0, "B", c, name="base_head_hidden"),
-            CausalConv2D(self.out_per_dim * c, (1, 1), 0, "B", c, name="base_head_out"),
-        ]
+        self.base_head = make_head(f, self.out_per_dim * c, c, prefix="base_head")
         # === Layers: one network per (stage, group) ===
         self.group_in, self.group_convs, self.group_out = [], [], []
         for s in range(self.num_stages):
@@ -208,7 +205,7 @@ class MultiscalePixelCNN(ImageAutoregressiveModel):
         h = self.base_in(self.scale(x0))
         for conv in self.base_convs:
             h = h + conv(ops.relu(h))
-        return self.to_logits(self.base_head[1](ops.relu(self.base_head[0](ops.relu(h)))))
+        return self.head_logits(h, self.base_head)
 
     def group_logits(self, x_known, known, n):
         """Logits (B, H_s, W_s, C, P) of group network n from the known pixels (others ignored)."""

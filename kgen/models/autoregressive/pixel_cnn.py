@@ -30,15 +30,15 @@ Two compiled samplers give the same samples for the same uniforms:
   Models. ICLR 2017 workshop.
 """
 
-import numpy as np
 from keras import ops
 
 from kgen.errors import UsageError
 from kgen.layers.masked import CausalConv2D
 from kgen.models.autoregressive.image import (
-    SAMPLERS,
     ImageAutoregressiveModel,
     check_image_model,
+    check_sampler,
+    make_head,
     pixel_position,
     read_patch,
     update_block,
@@ -100,9 +100,7 @@ class PixelCNN(ImageAutoregressiveModel):
         self.first_kernel = int(first_kernel)
         self.kernel_size = int(kernel_size)
         self.output_filters = int(output_filters)
-        if sampler not in SAMPLERS:
-            raise UsageError(f'unknown sampler "{sampler}"; choose "cached" or "naive".')
-        self.sampler = sampler
+        self.sampler = check_sampler(sampler)
 
         # === Layers ===
         c = self.channels
@@ -115,10 +113,7 @@ class PixelCNN(ImageAutoregressiveModel):
         self.block_out = [
             CausalConv2D(2 * f, (1, 1), 0, "B", c, name=f"block_{i}_out") for i in range(self.num_blocks)
         ]
-        self.head = [
-            CausalConv2D(self.output_filters, (1, 1), 0, "B", c, name="head_hidden"),
-            CausalConv2D(self.out_per_dim * c, (1, 1), 0, "B", c, name="head_out"),
-        ]
+        self.head = make_head(self.output_filters, self.out_per_dim * c, c)
         self.build()
 
     @property
@@ -203,16 +198,3 @@ class PixelCNN(ImageAutoregressiveModel):
 
         x, _, _ = ops.fori_loop(0, self.num_dims, step, (ops.zeros_like(u), image, caches))
         return x
-
-    def sample_from_noise(self, u, labels=None, temperature=1.0, sampler=None):
-        """Samples from one uniform per value, u (n, H, W, C); `sampler` "cached" or "naive"."""
-        sampler = sampler or self.sampler
-        if sampler not in SAMPLERS:
-            raise UsageError(f'unknown sampler "{sampler}"; choose "cached" or "naive".')
-        u = np.asarray(u, "float32")
-        labels = np.zeros(len(u), "int32") if labels is None else np.asarray(labels, "int32")
-        temp = np.full((len(u),), temperature, "float32")
-        fn = self._sample_cached if sampler == "cached" else self._sample_naive
-        # XLA on TensorFlow makes the cached sampler's cache writes in place and fuses its small
-        # per-pixel ops (20x faster on a CPU); the naive loop of full convolutions is faster without it.
-        return self.compiled_fn(("sample", sampler), fn, jit_compile=sampler == "cached")(u, labels, temp)

@@ -37,7 +37,7 @@ from keras import ops
 
 from kgen.errors import UsageError
 from kgen.layers.masked import CausalConv2D
-from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model
+from kgen.models.autoregressive.image import ImageAutoregressiveModel, check_image_model, make_head
 from kgen.registry import register_model
 
 CELLS = ("row_lstm", "diagonal_bilstm")
@@ -153,10 +153,7 @@ class PixelRNN(ImageAutoregressiveModel):
             self.state_to_state_rev = [CausalConv2D(4 * h, (2, 1), 0, "none", c, name=f"diag_state_rev_{i}")
                                        for i in range(n)]
         self.outs = [CausalConv2D(2 * h, (1, 1), 0, "B", c, name=f"residual_{i}") for i in range(n)]
-        self.head = [
-            CausalConv2D(self.output_filters, (1, 1), 0, "B", c, name="head_hidden"),
-            CausalConv2D(self.out_per_dim * c, (1, 1), 0, "B", c, name="head_out"),
-        ]
+        self.head = make_head(self.output_filters, self.out_per_dim * c, c)
         self.build()
 
     def build(self, input_shape=None):

@@ -142,6 +142,16 @@ def assert_sampler_consistent(model, n=6, labels=None, **options):
     return s
 
 
+def assert_export_endpoints_match(model, x):
+    """The export endpoints (`log_prob(x)`, `sample(u)`) give what the Keras model gives."""
+    ends = model.export_endpoints()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ends["log_prob"][0](x)), model.log_prob(x),
+                               rtol=1e-5, atol=1e-5)
+    u = model.draw_noise(3, seed=0)[0]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ends["sample"][0](u)),
+                                  np.asarray(model.sample_from_noise(u)))
+
+
 def assert_round_trip(model, x, tmp_path, labels=None):
     from kgen import checkpoint
 

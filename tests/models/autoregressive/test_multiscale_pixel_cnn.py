@@ -87,13 +87,8 @@ def test_training_loss_falls():
 
 def test_export_endpoints_match():
     model = build((4, 4, 1), 3)
-    ends = model.export_endpoints()
     x = np.random.default_rng(1).integers(0, 3, (5, 4, 4, 1)).astype("float32") / 2
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(ends["log_prob"][0](x)), model.log_prob(x),
-                               rtol=1e-5, atol=1e-5)
-    u = model.draw_noise(3, seed=0)[0]
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ends["sample"][0](u)),
-                                  np.asarray(model.sample_from_noise(u)))
+    ar_checks.assert_export_endpoints_match(model, x)
 
 
 def test_bad_arguments():

@@ -62,6 +62,9 @@ class MADE(AutoregressiveModel):
             autoregressive linear term, as in Germain et al.'s code). Without
             them, output d sees the value just before it only through the
             hidden units of degree m_d - 1: about H / D of them.
+        dropout: rate of dropout on every hidden layer during training (0:
+            off). It zeroes hidden units, so it adds no connection: the
+            model stays autoregressive, and `log_prob` (inference) is exact.
 
     Example:
 
@@ -86,11 +89,15 @@ class MADE(AutoregressiveModel):
         activation="relu",
         likelihood="auto",
         direct_connections=False,
+        dropout=0.0,
         **kwargs,
     ):
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
         # === Config ===
         self.direct_connections = bool(direct_connections)
+        self.dropout = float(dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"dropout must lie in [0, 1), got {dropout}.")
         if num_classes is not None:
             raise UsageError("MADE is not conditional; train the gated PixelCNN for class-conditional samples.")
         self.setup_likelihood(likelihood)
@@ -123,6 +130,8 @@ class MADE(AutoregressiveModel):
         self.out = MaskedDense(self.num_dims * self.out_per_dim, name="masked_out")
         self.direct = (MaskedDense(self.num_dims * self.out_per_dim, use_bias=False, name="masked_direct")
                        if self.direct_connections else None)
+        self.dropouts = ([keras.layers.Dropout(self.dropout, seed=self.mask_seed + i, name=f"dropout_{i}")
+                          for i in range(len(self.hidden_units))] if self.dropout > 0 else [])
 
         # === State ===
         self.seed_generator = keras.random.SeedGenerator(self.mask_seed)
@@ -152,6 +161,7 @@ class MADE(AutoregressiveModel):
                 "activation": self.activation,
                 "likelihood": self.likelihood,
                 "direct_connections": self.direct_connections,
+                "dropout": self.dropout,
             }
         )
         return config
@@ -171,12 +181,14 @@ class MADE(AutoregressiveModel):
 
     # === Network ===
 
-    def logits_flat(self, x_flat, degrees):
+    def logits_flat(self, x_flat, degrees, training=False):
         """Logits (..., D, P) of the flattened inputs (..., D) under the masks of `degrees`."""
         x_in = h = ops.cast(x_flat, "float32")
-        for layer, below, above in zip(self.hidden, degrees[:-1], degrees[1:]):
+        for i, (layer, below, above) in enumerate(zip(self.hidden, degrees[:-1], degrees[1:])):
             conn = ops.cast(ops.expand_dims(above, -2) >= ops.expand_dims(below, -1), "float32")
             h = self.activation_fn(layer(h, conn))
+            if training and self.dropouts:
+                h = self.dropouts[i](h, training=True)
         out_deg = ops.repeat(degrees[0], self.out_per_dim, axis=-1)
         conn = ops.cast(ops.expand_dims(out_deg, -2) > ops.expand_dims(degrees[-1], -1), "float32")
         out = self.out(h, conn)
@@ -192,7 +204,7 @@ class MADE(AutoregressiveModel):
         else:
             which = ops.convert_to_tensor(0, "int32")
         flat = ops.reshape(x, (-1, self.num_dims))
-        logits = self.logits_flat(flat, self._degrees(which))
+        logits = self.logits_flat(flat, self._degrees(which), training=training)
         return ops.reshape(logits, (-1,) + self.data_shape + (self.out_per_dim,))
 
     # === Likelihood ===

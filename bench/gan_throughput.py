@@ -1,6 +1,6 @@
 """GAN and DCGAN training throughput: kgen's adversarial step on every backend beside hand-written TensorFlow.
 
-    python bench/gan_throughput.py --models gan,dcgan --epochs 3 --repeats 5 --torch-threads 1
+    python bench/gan_throughput.py --models gan,dcgan --epochs 20 --repeats 3 --torch-threads 1
 
 Times `fit` of each model's digits recipe (`configs/gan/digits.toml`: MLP
 players 32-256-256-64 with BatchNorm / 64-256-256-1; `configs/dcgan/digits.toml`:
@@ -161,8 +161,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gan,dcgan")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20,
+                        help="epochs of the 1,437 training digits timed per run (a window of some seconds: "
+                             "shorter ones weigh the fixed cost of a `fit` call, not the step)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=1, help="0: PyTorch's default")
     args = parser.parse_args()
     train = kgen.load_dataset("digits", split="train")

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 import kgen
 from adversarial_checks import check_training, fit_and_record, iterations
 from kgen import checkpoint
+from kgen.backend import to_numpy
 from kgen.errors import DataError, UsageError
 from kgen.models.adversarial import CycleGAN
 
@@ -16,10 +17,6 @@ BACKEND = keras.config.backend()
 
 def tiny(**kw):
     return CycleGAN((8, 8, 1), generator_filters=4, res_blocks=1, discriminator_filters=(4,), **kw)
-
-
-def np_(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +56,7 @@ def test_networks_and_translation_shapes(trained, domains):
     a, b = domains
     assert model.translate(a[:3], "a2b").shape == model.translate(b[:3], "b2a").shape == (3, 8, 8, 1)
     assert model.translate(a[0]).shape == (1, 8, 8, 1)
-    np.testing.assert_allclose(np_(model(a[:3])), model.translate(a[:3]), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(model(a[:3])), model.translate(a[:3]), atol=1e-6)
     with pytest.raises(UsageError, match="a2b or b2a"):
         model.translate(a[:3], "ab")
 
@@ -71,21 +68,21 @@ def test_losses_against_numpy(trained, domains):
     fake_b, fake_a = model.translate(a, "a2b"), model.translate(b, "b2a")
 
     def disc(net, x):
-        return np_(net(keras.ops.convert_to_tensor(x), training=False))
+        return to_numpy(net(keras.ops.convert_to_tensor(x), training=False))
 
     d_loss, d_logs = model.discriminator_loss(tb, (fake_b, fake_a), None, (ta, tb), training=False)
     d_a = 0.5 * (np.mean((disc(model.discriminator_a, a) - 1) ** 2) + np.mean(disc(model.discriminator_a, fake_a) ** 2))
     d_b = 0.5 * (np.mean((disc(model.discriminator_b, b) - 1) ** 2) + np.mean(disc(model.discriminator_b, fake_b) ** 2))
-    np.testing.assert_allclose([np_(d_logs["d_a"]), np_(d_logs["d_b"]), np_(d_loss)], [d_a, d_b, d_a + d_b], rtol=1e-5)
+    np.testing.assert_allclose([to_numpy(d_logs["d_a"]), to_numpy(d_logs["d_b"]), to_numpy(d_loss)], [d_a, d_b, d_a + d_b], rtol=1e-5)
     loss, logs = model.generator_loss(None, (ta, tb), training=False)
     adv = (np.mean((disc(model.discriminator_b, fake_b) - 1) ** 2)
            + np.mean((disc(model.discriminator_a, fake_a) - 1) ** 2))
     cycle = np.mean(np.abs(model.translate(fake_b, "b2a") - a)) + np.mean(np.abs(model.translate(fake_a, "a2b") - b))
     identity = np.mean(np.abs(model.translate(b, "a2b") - b)) + np.mean(np.abs(model.translate(a, "b2a") - a))
-    np.testing.assert_allclose(np_(logs["g_adv"]), adv, rtol=1e-5)
-    np.testing.assert_allclose(np_(logs["cycle"]), cycle / 2, rtol=1e-5)
-    np.testing.assert_allclose(np_(logs["identity"]), identity / 2, rtol=1e-5)
-    np.testing.assert_allclose(np_(loss), adv + 10 * cycle + 5 * identity, rtol=1e-5)  # lambda 10, identity 0.5 x 10
+    np.testing.assert_allclose(to_numpy(logs["g_adv"]), adv, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(logs["cycle"]), cycle / 2, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(logs["identity"]), identity / 2, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(loss), adv + 10 * cycle + 5 * identity, rtol=1e-5)  # lambda 10, identity 0.5 x 10
 
 
 def test_evaluate_extra_cycle_errors(trained):
@@ -118,9 +115,9 @@ def test_save_load_resume(trained, domains, tmp_path):
         saved, restored = getattr(model.optimizer, player), getattr(loaded.optimizer, player)
         assert len(saved.variables) == len(restored.variables) > 1
         for x, y in zip(saved.variables, restored.variables):
-            np.testing.assert_array_equal(np_(x.value), np_(y.value))
+            np.testing.assert_array_equal(to_numpy(x.value), to_numpy(y.value))
     for x, y in zip(model.weights, loaded.weights):
-        np.testing.assert_array_equal(np_(x.value), np_(y.value))
+        np.testing.assert_array_equal(to_numpy(x.value), to_numpy(y.value))
     a, b = domains
     for direction, x in (("a2b", a[:8]), ("b2a", b[:8])):
         np.testing.assert_allclose(loaded.translate(x, direction), model.translate(x, direction), atol=1e-6)

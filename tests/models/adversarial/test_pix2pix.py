@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import kgen
 from adversarial_checks import check_training, fit_and_record, iterations, moving_stats
 from kgen import checkpoint
+from kgen.backend import to_numpy
 from kgen.errors import DataError, UsageError
 from kgen.models.adversarial import Pix2Pix
 from kgen.models.adversarial.pix2pix import auto_depth, patch_discriminator, unet_generator
@@ -19,10 +20,6 @@ BACKEND = keras.config.backend()
 
 def tiny(**kw):
     return Pix2Pix((8, 8, 1), generator_filters=8, discriminator_filters=(8,), **kw)
-
-
-def np_(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +56,7 @@ def test_unet_shapes_and_skip_connections():
     inner = net.get_layer("down_1")
     inner.set_weights([np.zeros_like(w) for w in inner.get_weights()])
     x = np.random.default_rng(0).uniform(size=(2, 8, 8, 1)).astype("float32")
-    out = np_(net(x, training=False))
+    out = to_numpy(net(x, training=False))
     assert out.shape == (2, 8, 8, 1) and not np.allclose(out[0], out[1], atol=1e-4)
 
 
@@ -78,15 +75,15 @@ def test_losses_against_numpy(trained, pairs):
     loss, logs = model.generator_loss(None, (a, b), training=False)
     fake = model.translate(pairs[0][:16])
     l1 = np.mean(np.abs(pairs[1][:16] - fake))
-    np.testing.assert_allclose(np_(logs["l1"]), l1, rtol=1e-5)
-    logits = np_(model.discriminate(a, keras.ops.convert_to_tensor(fake), training=False))
+    np.testing.assert_allclose(to_numpy(logs["l1"]), l1, rtol=1e-5)
+    logits = to_numpy(model.discriminate(a, keras.ops.convert_to_tensor(fake), training=False))
     adv = np.mean(np.logaddexp(0.0, -logits))  # -log D(a, G(a)), per patch
-    np.testing.assert_allclose(np_(logs["g_adv"]), adv, rtol=1e-5)
-    np.testing.assert_allclose(np_(loss), adv + 100.0 * l1, rtol=1e-5)
-    real_logits = np_(model.discriminate(a, b, training=False))
+    np.testing.assert_allclose(to_numpy(logs["g_adv"]), adv, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(loss), adv + 100.0 * l1, rtol=1e-5)
+    real_logits = to_numpy(model.discriminate(a, b, training=False))
     d_loss, _ = model.discriminator_loss(b, keras.ops.convert_to_tensor(fake), None, (a, b), training=False)
     expected = 0.5 * (np.mean(np.logaddexp(0.0, -real_logits)) + np.mean(np.logaddexp(0.0, logits)))
-    np.testing.assert_allclose(np_(d_loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(d_loss), expected, rtol=1e-5)
     # evaluate_extra: the per-pixel L1 over a split.
     from kgen.data.pipeline import Prepared
 
@@ -106,10 +103,10 @@ def test_save_load_resume(trained, pairs, tmp_path):
         saved, restored = getattr(model.optimizer, player), getattr(loaded.optimizer, player)
         assert len(saved.variables) == len(restored.variables) > 1
         for x, y in zip(saved.variables, restored.variables):
-            np.testing.assert_array_equal(np_(x.value), np_(y.value))
+            np.testing.assert_array_equal(to_numpy(x.value), to_numpy(y.value))
     for x, y in zip(model.weights, loaded.weights):
         assert x.path == y.path
-        np.testing.assert_array_equal(np_(x.value), np_(y.value))
+        np.testing.assert_array_equal(to_numpy(x.value), to_numpy(y.value))
     np.testing.assert_allclose(loaded.translate(pairs[0][:8]), model.translate(pairs[0][:8]), atol=1e-6)
     before = iterations(loaded)
     loaded.fit((pairs[0][:16], pairs[1][:16]), batch_size=16, epochs=1, verbose=0)

@@ -1,4 +1,6 @@
-"""Vector flows export log_prob(x) and sample(z): SavedModel, and LiteRT with builtin ops only."""
+"""Flows export log_prob(x) and sample(z) (conditional: labels last): SavedModel, and LiteRT with builtin
+ops only. Vector flows and RealNVP export both endpoints to LiteRT; Glow exports `sample` (its 1x1
+convolution's inverse needs a triangular solve); the spline flow has no LiteRT endpoint."""
 
 import pytest
 
@@ -18,6 +20,10 @@ CASES = {
     "real_nvp": ("real_nvp", dict(input_shape=(2,), num_couplings=2, hidden_units=(16,), batch_norm=True)),
     "maf": ("maf", dict(input_shape=(3,), num_layers=2, hidden_units=(16,))),
     "iaf": ("iaf", dict(input_shape=(3,), num_layers=2, hidden_units=(16,))),
+    "real_nvp_image": ("real_nvp", dict(input_shape=(4, 4, 1), num_levels=17, num_classes=3,
+                                        couplings_per_scale=1, filters=8, batch_norm=True)),
+    "glow_image": ("glow", dict(input_shape=(4, 4, 1), num_levels=17, num_classes=3, steps_per_scale=1,
+                                filters=8)),
 }
 
 

@@ -37,6 +37,7 @@ DEFAULTS = {
         "batch_size": 64,
         "optimizer": "adam",  # adam | adamw | sgd | rmsprop
         "learning_rate": 1e-3,
+        "lr_schedule": "constant",  # constant | cosine (decays to 0 over train.epochs)
         "clipnorm": 0.0,  # 0: off
         "steps_per_execution": 8,  # steps per compiled call (amortizes Python overhead)
         "seed": 0,
@@ -58,6 +59,7 @@ CHOICES = {
     ("data", "binarize"): ("none", "static", "dynamic"),
     ("data", "scale"): ("unit", "symmetric"),
     ("train", "optimizer"): ("adam", "adamw", "sgd", "rmsprop"),
+    ("train", "lr_schedule"): ("constant", "cosine"),
     ("evaluate", "split"): ("train", "valid", "test"),
 }
 

@@ -32,21 +32,39 @@ from kgen.training.callbacks import NaNGuard, ProgressBar
 RUN_MARKER = "config.toml"
 
 
-def make_optimizer(train_config):
-    kwargs = {"learning_rate": train_config["learning_rate"]}
+def make_optimizer(train_config, steps_per_epoch=None):
+    """The recipe's optimizer; `train.lr_schedule = "cosine"` needs `steps_per_epoch`.
+
+    Cosine decay (Loshchilov & Hutter 2017, without restarts) follows the
+    optimizer's own step count, which checkpoints keep, so a resumed run goes on
+    along the same curve; it reaches 0 after `train.epochs` epochs.
+    """
+    learning_rate = train_config["learning_rate"]
+    if train_config.get("lr_schedule", "constant") == "cosine":
+        if not steps_per_epoch:
+            raise UsageError('train.lr_schedule = "cosine" needs the steps per epoch; train with `kgen train`.')
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=int(train_config["epochs"]) * int(steps_per_epoch)
+        )
+    kwargs = {"learning_rate": learning_rate}
     if train_config["clipnorm"] > 0:
         kwargs["clipnorm"] = train_config["clipnorm"]
     return keras.optimizers.get({"class_name": train_config["optimizer"], "config": kwargs})
 
 
-def compile_model(model, train_config):
+def compile_model(model, train_config, steps_per_epoch=None):
     """Compiles `model` as the recipe says (models with two optimizers compile themselves)."""
     if hasattr(model, "compile_for_training"):  # e.g. two optimizers (GANs)
+        if train_config.get("lr_schedule", "constant") != "constant":
+            raise UsageError(
+                f"{type(model).__name__} trains its players at a constant learning rate; "
+                'remove train.lr_schedule (or set it to "constant").'
+            )
         model.compile_for_training(train_config)
     else:
         # Keras runs PyTorch one step per call; steps_per_execution > 1 is refused there.
         steps = 1 if backend.name() == "torch" else train_config["steps_per_execution"]
-        model.compile(optimizer=make_optimizer(train_config), steps_per_execution=steps)
+        model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), steps_per_execution=steps)
     return model
 
 
@@ -152,9 +170,11 @@ class Trainer:
             self.start_epoch = int(state["epoch"])
             self.best = state.get("best", math.inf)
             self.history = [row for row in self._load_history() if row["epoch"] <= self.start_epoch]
+            self._check_schedule()
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
-            self.model = compile_model(build_for_data(c, self.train_data), c["train"])
+            steps_per_epoch = math.ceil(len(self.train_data) / c["train"]["batch_size"])
+            self.model = compile_model(build_for_data(c, self.train_data), c["train"], steps_per_epoch)
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
@@ -165,6 +185,22 @@ class Trainer:
         valid = self.pipeline.prepare(self.valid_data, seed=seed)
         self.valid_prepared = valid
         self.valid_inputs = fit_inputs(self.model, valid)
+
+    def _check_schedule(self):
+        """A resumed cosine schedule ends where it was set to: refuse to train past it."""
+        c = self.config["train"]
+        optimizer = getattr(self.model, "optimizer", None)
+        if c["lr_schedule"] != "cosine" or optimizer is None:
+            return
+        lr = optimizer.get_config().get("learning_rate")
+        decay_steps = lr.get("config", {}).get("decay_steps") if isinstance(lr, dict) else None
+        steps_per_epoch = math.ceil(len(self.train_data) / c["batch_size"])
+        if decay_steps != c["epochs"] * steps_per_epoch:
+            planned = f"{decay_steps // steps_per_epoch} epochs" if decay_steps else "a constant rate"
+            raise UsageError(
+                f"{self.run_dir}: its cosine learning-rate schedule was set for {planned}, not "
+                f"{c['epochs']}; resume without --epochs, or start a new run to train longer."
+            )
 
     # === Loop ===
 

@@ -42,6 +42,51 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, tiny_config):
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
 
 
+def test_cosine_schedule_decays_to_zero_and_survives_a_crash(tmp_path, tiny_config, monkeypatch):
+    """train.lr_schedule = "cosine": half the rate at mid-run, zero at the end; a run killed after
+    epoch 1 and resumed ends with the weights of one never interrupted; extending it is refused."""
+    from kgen.training.trainer import Trainer
+
+    sets = ("train.epochs=2", "train.lr_schedule=cosine", "train.learning_rate=0.01")
+    full, _, _ = train(tiny_config("vae", "digits", *sets), run_dir=tmp_path / "full", verbose=0)
+    steps = int(full.optimizer.iterations)
+    assert steps == 2 * 4  # 256 examples at batch 64
+    assert float(full.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+    end_epoch = Trainer._end_epoch
+
+    def crash_after_first(self, row):
+        end_epoch(self, row)
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_end_epoch", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config("vae", "digits", *sets), run_dir=tmp_path / "cut", verbose=0)
+    monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
+    half = kgen.load_model(tmp_path / "cut" / "last.keras")
+    assert float(half.optimizer.learning_rate) == pytest.approx(0.005, rel=1e-5)  # cos(pi / 2): half
+    resumed, _, _ = train(None, run_dir=tmp_path / "cut", resume=True, verbose=0)
+    for a, b in zip(_weights(full), _weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(UsageError, match="cosine learning-rate schedule was set for 2 epochs"):
+        train(None, run_dir=tmp_path / "cut", resume=True, epochs=4, verbose=0)
+
+
+def test_lr_schedule_is_checked(tiny_config):
+    from kgen.training.trainer import build_for_data, compile_model, make_optimizer
+
+    with pytest.raises(UsageError, match="lr_schedule"):
+        tiny_config("vae", "digits", "train.lr_schedule=linear")
+    config = tiny_config("vae", "digits", "train.lr_schedule=cosine")
+    with pytest.raises(UsageError, match="steps per epoch"):
+        make_optimizer(config["train"])
+    gan = tiny_config("gan", "digits", "train.lr_schedule=cosine")
+    digits = kgen.load_dataset("digits")
+    with pytest.raises(UsageError, match="constant learning rate"):
+        compile_model(build_for_data(gan, digits), gan["train"], steps_per_epoch=4)
+
+
 def test_resume_refuses_missing_or_foreign_folders(tmp_path, tiny_config):
     with pytest.raises(UsageError, match="does not exist"):
         train(None, run_dir=tmp_path / "nope", resume=True)

@@ -61,10 +61,10 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets", default="8gaussians,25gaussians")
     parser.add_argument("--models", default="gan_non_saturating,gan_minimax,wgan_gp,began")
+    parser.add_argument("--out", default=None, help="results file (default bench/results/gan_toy_modes.json)")
     args = parser.parse_args()
 
     import keras
-    import numpy as np
 
     import kgen
 
@@ -82,7 +82,7 @@ def main():
     names = args.models.split(",")
     result = {"benchmark": "gan_toy_modes", "steps": args.steps, "batch_size": args.batch_size,
               "backend": keras.config.backend(), "machine": machine(), "datasets": {}}
-    out = RESULTS / "gan_toy_modes.json"
+    out = pathlib.Path(args.out) if args.out else RESULTS / "gan_toy_modes.json"
     if out.exists():  # keep the other models' rows of the same setting
         old = json.loads(out.read_text())
         if all(old.get(k) == result[k] for k in ("steps", "batch_size", "backend")):
@@ -107,7 +107,7 @@ def main():
             entry["models"][name] = stats
             print(dataset, name, json.dumps({k: v for k, v in stats.items() if k != "final"}), flush=True)
         result["datasets"][dataset] = entry
-    RESULTS.mkdir(exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

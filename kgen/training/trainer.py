@@ -173,8 +173,7 @@ class Trainer:
             self._check_schedule()
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
-            steps_per_epoch = math.ceil(len(self.train_data) / c["train"]["batch_size"])
-            self.model = compile_model(build_for_data(c, self.train_data), c["train"], steps_per_epoch)
+            self.model = compile_model(build_for_data(c, self.train_data), c["train"], self.steps_per_epoch)
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
@@ -186,6 +185,10 @@ class Trainer:
         self.valid_prepared = valid
         self.valid_inputs = fit_inputs(self.model, valid)
 
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(len(self.train_data) / self.config["train"]["batch_size"])
+
     def _check_schedule(self):
         """A resumed cosine schedule ends where it was set to: refuse to train past it."""
         c = self.config["train"]
@@ -194,7 +197,7 @@ class Trainer:
             return
         lr = optimizer.get_config().get("learning_rate")
         decay_steps = lr.get("config", {}).get("decay_steps") if isinstance(lr, dict) else None
-        steps_per_epoch = math.ceil(len(self.train_data) / c["batch_size"])
+        steps_per_epoch = self.steps_per_epoch
         if decay_steps != c["epochs"] * steps_per_epoch:
             planned = f"{decay_steps // steps_per_epoch} epochs" if decay_steps else "a constant rate"
             raise UsageError(
@@ -213,7 +216,7 @@ class Trainer:
             self.log(f"{self.run_dir}: already trained {self.start_epoch} of {epochs} epochs; nothing to do.")
             return self.history[-1] if self.history else {}
         n = len(self.train_data)
-        steps = int(math.ceil(n / batch_size))
+        steps = self.steps_per_epoch
         for epoch in range(self.start_epoch, epochs):
             prepared = self.pipeline.prepare(self.train_data, epoch=epoch, seed=seed)
             perm = np.random.default_rng([seed, epoch, 5]).permutation(n)

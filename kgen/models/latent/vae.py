@@ -11,7 +11,9 @@ probabilities and bits/dim are honest), Gaussian for continuous points.
 `beta != 1` gives the beta-VAE (Higgins et al. 2017); `num_classes` gives
 the conditional VAE (Sohn et al. 2015), with the one-hot label fed to both
 encoder and decoder. `iw_log_prob` is the importance-weighted bound of
-Burda et al. (2016), which tightens to log p(x) as k grows.
+Burda et al. (2016), which tightens to log p(x) as k grows; `train_samples = k > 1`
+trains on that bound (the importance-weighted autoencoder, IWAE) instead of
+the ELBO.
 
 #### References
 
@@ -87,6 +89,9 @@ class VAE(GenerativeModel):
             "gaussian" (continuous data), or "auto" (from the data).
         beta: weight of the KL term (1.0: the VAE; > 1: beta-VAE).
         activation: hidden activation.
+        train_samples: importance samples k of the training objective: 1 trains
+            on the ELBO (the VAE), k > 1 on the k-sample importance-weighted
+            bound (IWAE, Burda et al. 2016), at about k times the decoder cost.
 
     Example:
 
@@ -112,6 +117,7 @@ class VAE(GenerativeModel):
         likelihood="auto",
         beta=1.0,
         activation="relu",
+        train_samples=1,
         **kwargs,
     ):
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
@@ -141,6 +147,14 @@ class VAE(GenerativeModel):
                     f"the conv VAE halves H and W {len(hidden_units)} times: {self.data_shape[:2]} "
                     f"must be divisible by {factor}; use fewer hidden_units or architecture = \"mlp\"."
                 )
+        if int(train_samples) < 1:
+            raise UsageError(f"train_samples must be >= 1 (1: the ELBO), got {train_samples}.")
+        if int(train_samples) > 1 and float(beta) != 1.0:
+            raise UsageError(
+                "the importance-weighted objective (train_samples > 1) bounds log p(x) only with beta = 1; "
+                "set model.beta = 1.0 or model.train_samples = 1."
+            )
+        self.train_samples = int(train_samples)
         self.latent_dim = int(latent_dim)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.architecture = architecture
@@ -213,6 +227,7 @@ class VAE(GenerativeModel):
                 "likelihood": self.likelihood,
                 "beta": self.beta,
                 "activation": self.activation,
+                "train_samples": self.train_samples,
             }
         )
         return config
@@ -291,6 +306,16 @@ class VAE(GenerativeModel):
     def call(self, inputs, training=False):
         x, labels = self.split_inputs(inputs)
         mean, logvar = self.encode(x, labels)
+        k = self.train_samples
+        if k > 1:
+            # One (k * batch, latent) draw, read as k samples per example.
+            eps = keras.random.normal(ops.shape(ops.repeat(mean, k, axis=0)), seed=self.seed_generator)
+            eps = ops.reshape(eps, (k, -1, self.latent_dim))
+            ll, log_prior, log_q = self._log_weight_terms(x, labels, mean, logvar, eps)
+            log_w = ll + log_prior - log_q
+            iw = ops.logsumexp(log_w, axis=0) - math.log(k)
+            # recon and kl are logged as their k-sample means (the ELBO's terms).
+            return {"recon": -ops.mean(ll, axis=0), "kl": ops.mean(log_q - log_prior, axis=0), "iw_bound": iw}
         eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
         z = mean + ops.exp(0.5 * logvar) * eps
         recon = -self.log_likelihood(x, self.decode_params(z, labels))
@@ -301,7 +326,10 @@ class VAE(GenerativeModel):
         recon, kl = y_pred["recon"], y_pred["kl"]
         self.recon_tracker.update_state(recon)
         self.kl_tracker.update_state(kl)
-        loss = ops.mean(recon + self.beta * kl)
+        if "iw_bound" in y_pred:
+            loss = -ops.mean(y_pred["iw_bound"])
+        else:
+            loss = ops.mean(recon + self.beta * kl)
         losses = self.losses
         if losses:
             loss = loss + ops.sum(losses)
@@ -334,6 +362,11 @@ class VAE(GenerativeModel):
     def _iw_chunk(self, x, labels, eps):
         """log w for k samples: eps (k, batch, latent) -> (k, batch)."""
         mean, logvar = self.encode(x, labels)
+        ll, log_prior, log_q = self._log_weight_terms(x, labels, mean, logvar, eps)
+        return ll + log_prior - log_q
+
+    def _log_weight_terms(self, x, labels, mean, logvar, eps):
+        """log p(x|z), log p(z), log q(z|x) for z = mean + std * eps, eps (k, batch, latent) -> (k, batch) each."""
         std = ops.exp(0.5 * logvar)
         k = ops.shape(eps)[0]
         b = ops.shape(x)[0]
@@ -346,7 +379,7 @@ class VAE(GenerativeModel):
         ll = ops.reshape(self.log_likelihood(x_rep, self.decode_params(z_flat, lab_rep)), (k, b))
         log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
         log_q = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + logvar[None], axis=-1)
-        return ll + log_prior - log_q
+        return ll, log_prior, log_q
 
     def elbo_terms(self, x, labels=None, batch_size=256, seed=None):
         """Per-example ELBO, reconstruction NLL and KL (nats), one z sample each."""

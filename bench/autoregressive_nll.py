@@ -48,6 +48,20 @@ def machine():
             "cpus": os.cpu_count(), "python": platform.python_version(), "backend": keras.config.backend()}
 
 
+def run_seconds(run_dir):
+    """Training wall time summed over the run's epochs (metrics.csv `seconds`), or None if not logged."""
+    import csv
+
+    path = pathlib.Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows or any(not r.get("seconds") for r in rows):
+        return None
+    return round(sum(float(r["seconds"]) for r in rows), 1)
+
+
 def run_model(name, args):
     import numpy as np
 
@@ -92,6 +106,7 @@ def run_model(name, args):
         "shortened": bool(args.epochs or args.max_examples),
         "overrides": list(args.set or []),
         "train_seconds_this_invocation": round(train_seconds, 1),
+        "train_seconds_all_epochs": run_seconds(run_dir),
         "test_examples": int(len(x)),
         "test_nll_nats": nll["nats"],
         "test_nll_stderr": nll["nats_stderr"],

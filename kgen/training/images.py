@@ -87,7 +87,7 @@ def write_points(path, samples, data=None, title=None, bounds=None):
 def write_loss_plot(path, history):
     """One panel per logged metric, validation beside training. `history`: list of dicts."""
     plt = _pyplot()
-    keys = [k for k in history[0] if k != "epoch" and not k.startswith("val_")]
+    keys = [k for k in history[0] if k not in ("epoch", "seconds") and not k.startswith("val_")]
     cols = min(3, len(keys))
     rows = int(math.ceil(len(keys) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)

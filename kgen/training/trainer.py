@@ -3,7 +3,8 @@
 A run folder holds:
 
     config.toml      the resolved recipe (`kgen train --config` repeats the run)
-    metrics.csv      one row per epoch: every logged loss, train and valid
+    metrics.csv      one row per epoch: every logged loss, train and valid, and
+                     `seconds` (the epoch's wall time, validation included)
     samples/         epoch_001.png ... a sample grid (or 2-D plot) per epoch
     loss.png         the curves so far
     last.keras       checkpoint after the latest epoch (atomic, resumable)
@@ -225,6 +226,7 @@ class Trainer:
             callbacks = [guard]
             if self.verbose:
                 callbacks.append(ProgressBar(epoch + 1, epochs, steps))
+            start = time.perf_counter()
             hist = self.model.fit(
                 inputs,
                 batch_size=batch_size,
@@ -242,6 +244,7 @@ class Trainer:
                 )
             row = {"epoch": epoch + 1}
             row.update({k: float(v[-1]) for k, v in hist.history.items()})
+            row["seconds"] = round(time.perf_counter() - start, 2)  # the epoch's fit, validation included
             self.history.append(row)
             self._end_epoch(row)
         return self.history[-1]

@@ -22,7 +22,8 @@ def test_run_folder_has_everything(tmp_path, tiny_config):
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert {"loss", "kl", "recon", "val_loss"} <= set(rows[0])
+    assert {"loss", "kl", "recon", "val_loss", "seconds"} <= set(rows[0])
+    assert all(float(r["seconds"]) > 0 for r in rows)
     assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert checkpoint.read_state(run_dir / "last.keras")["epoch"] == 2
     # the saved config reproduces the run's config

@@ -2,6 +2,7 @@
 
     python bench/autoregressive_sampling.py                      # 64 images of 28x28, every method
     python bench/autoregressive_sampling.py --n 16 --models pixel_cnn,pixel_rnn --methods compiled,cached
+    python bench/autoregressive_sampling.py --models pixel_rnn_row_lstm   # the Row LSTM's three methods
     KERAS_BACKEND=jax python bench/autoregressive_sampling.py
 
 Every model is built with the architecture of its `configs/<model>/binarized_mnist.toml`
@@ -14,12 +15,15 @@ and draws `--n` samples from the same uniforms with each method:
 - `compiled`: kgen's naive sampler, the same 784 full passes inside one compiled
   `fori_loop` on the backend (`sampler="naive"`);
 - `cached`: kgen's incremental sampler, each step computing every layer at the
-  one pixel being sampled (PixelCNN, gated PixelCNN; `sampler="cached"`);
+  one pixel being sampled (PixelCNN, gated PixelCNN, the Row LSTM PixelRNN;
+  `sampler="cached"`);
 - for the multiscale parallel PixelCNN, `compiled` is its own sampler: the 7x7
   base value by value, then 3 parallel groups per 2x upscaling (49 + 6 steps).
 
-MADE, NADE and PixelRNN have one compiled sampler each (`compiled`;
-PixelRNN is not in the default list: its naive loop takes minutes on a CPU). The script checks
+MADE, NADE and the Diagonal BiLSTM PixelRNN have one compiled sampler each
+(`compiled`). `pixel_rnn` (the recipe's Diagonal BiLSTM) and `pixel_rnn_row_lstm`
+(the same recipe with `cell = "row_lstm"`) are not in the default list: their
+naive loops take minutes on a CPU. The script checks
 that every method returns the same samples, and writes the median seconds of
 `--repeats` runs (`--heavy-repeats` for the minutes-long ones), after one
 warm-up run that compiles, the ratio to the
@@ -59,8 +63,11 @@ def build(name, size):
     import kgen
     from kgen import config as config_lib
 
+    overrides = {}
+    if name == "pixel_rnn_row_lstm":
+        name, overrides = "pixel_rnn", {"cell": "row_lstm", "sampler": "cached"}
     config = config_lib.resolve(model=name, dataset="binarized_mnist")
-    hparams = config_lib.model_hparams(config)
+    hparams = {**config_lib.model_hparams(config), **overrides}
     hparams.pop("conditional", None)
     return kgen.build_model(name, input_shape=(size, size, 1), num_levels=2, **hparams)
 
@@ -96,7 +103,7 @@ def run_method(model, method, u):
 
     if method == "predict_loop":
         return predict_loop(model, u)
-    if hasattr(model, "sampler"):
+    if getattr(model, "has_cached_sampler", False):
         out = model.sample_from_noise(u, sampler="naive" if method == "compiled" else "cached")
     else:
         out = model.sample_from_noise(u)
@@ -133,10 +140,11 @@ def main():
         model = build(name, args.size)
         u = model.draw_noise(args.n, seed=0)[0]
         # MADE and NADE have one (compiled) sampler; MADE samples under mask 0 here (c = None).
-        methods = [m for m in args.methods.split(",") if m != "cached" or hasattr(model, "sampler")]
+        cached = getattr(model, "has_cached_sampler", False)
+        methods = [m for m in args.methods.split(",") if m != "cached" or cached]
         results, reference = {}, None
         for method in methods:
-            heavy = method == "predict_loop" or (method == "compiled" and hasattr(model, "sampler"))
+            heavy = method == "predict_loop" or (method == "compiled" and (cached or name == "pixel_rnn"))
             repeats = args.heavy_repeats if heavy else args.repeats
             if method != "predict_loop":
                 start = time.perf_counter()

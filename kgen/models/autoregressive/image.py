@@ -92,6 +92,11 @@ class ImageAutoregressiveModel(AutoregressiveModel):
     `_sample_naive`.
     """
 
+    @property
+    def has_cached_sampler(self):
+        """Whether this model has an incremental sampler (`_sample_cached`) beside the naive one."""
+        return hasattr(self, "_sample_cached")
+
     @staticmethod
     def scale(x):
         """Network input: values in [0, 1] -> [-1, 1]."""
@@ -114,7 +119,7 @@ class ImageAutoregressiveModel(AutoregressiveModel):
         `sampler` ("cached" or "naive": the same samples) is for the models
         with both (PixelCNN, gated PixelCNN); the others have one sampler.
         """
-        if not hasattr(self, "_sample_cached"):
+        if not self.has_cached_sampler:
             if sampler is not None:
                 raise UsageError(f"{type(self).__name__} has one sampler; leave `sampler` unset.")
             return super().sample_from_noise(u, labels, temperature)
@@ -137,6 +142,6 @@ class ImageAutoregressiveModel(AutoregressiveModel):
         return self._sample_naive(u, labels, temperature)
 
     def _export_sample(self, u, labels):
-        if hasattr(self, "_sample_cached"):
+        if self.has_cached_sampler:
             return self._sample_cached(u, labels, None, portable=True)
         return super()._export_sample(u, labels)

@@ -324,6 +324,8 @@ class PixelRNN(ImageAutoregressiveModel):
 
     # === Export ===
 
-    # The LSTM scans lower to TensorList ops, which the LiteRT builtins lack:
-    # SavedModel and ONNX only.
-    litert_endpoints = ()
+    @property
+    def litert_endpoints(self):
+        """The LSTM scans of `log_prob` (and of the naive sampler) lower to TensorList ops, which the
+        LiteRT builtins lack; the Row LSTM's cached sampler has no scan, so its `sample` converts."""
+        return ("sample",) if self.cell == "row_lstm" else ()

@@ -67,12 +67,11 @@ def test_litert_endpoints(case, tmp_path):
 
 @pytest.mark.parametrize("cell", ["row_lstm", "diagonal_bilstm"])
 def test_pixel_rnn_saved_model(cell, tmp_path):
-    """PixelRNN has no LiteRT endpoints (its scans need TensorList ops); its SavedModel matches Keras."""
+    """PixelRNN's SavedModel matches Keras (its LSTM scans keep log_prob out of LiteRT; see below)."""
     import tensorflow as tf
 
     model = kgen.build_model("pixel_rnn", input_shape=(2, 3, 1), num_levels=3, cell=cell, hidden_units=4,
                              num_layers=1, first_kernel=3)
-    assert model.litert_endpoints == ()
     kgen.export.export(model, "saved_model", tmp_path / "sm")
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     rng = np.random.default_rng(0)
@@ -81,6 +80,34 @@ def test_pixel_rnn_saved_model(cell, tmp_path):
         np.testing.assert_allclose(np.asarray(loaded.log_prob(x)), model.log_prob(x), rtol=1e-5, atol=1e-4)
         u = rng.uniform(size=(n, 2, 3, 1)).astype("float32")
         np.testing.assert_array_equal(np.asarray(loaded.sample(u)), np.asarray(model.sample_from_noise(u)))
+
+
+def test_pixel_rnn_litert(tmp_path):
+    """The Row LSTM's cached sampler converts with builtin ops and matches Keras; log_prob's scans do not
+    convert, so LiteRT carries `sample` only, and the Diagonal BiLSTM (naive sampler, scans) nothing."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    diagonal = kgen.build_model("pixel_rnn", input_shape=(2, 3, 1), num_levels=3, cell="diagonal_bilstm",
+                                hidden_units=4, num_layers=1, first_kernel=3)
+    assert diagonal.litert_endpoints == ()
+    with pytest.raises(kgen.export.ExportError, match="no endpoint that converts to LiteRT"):
+        kgen.export.export(diagonal, "litert", tmp_path / "d.tflite")
+    model = kgen.build_model("pixel_rnn", input_shape=(3, 3, 1), num_levels=3, cell="row_lstm", hidden_units=4,
+                             num_layers=2, first_kernel=3, output_filters=8)
+    assert model.litert_endpoints == ("sample",)
+    path = tmp_path / "row.tflite"
+    kgen.export.export(model, "litert", path)
+    ops = kgen.export.tflite_op_names(path)
+    assert not any(op.startswith("Flex") for op in ops), ops
+    assert "WHILE" in ops
+    interpreter = Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner("sample")
+    (name,) = interpreter.get_signature_list()["sample"]["inputs"]
+    rng = np.random.default_rng(0)
+    for n in (1, 8):
+        u = rng.uniform(size=(n, 3, 3, 1)).astype("float32")
+        got = list(runner(**{name: u}).values())[0]
+        np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(model.sample_from_noise(u)))
 
 
 def test_pixel_rnn_onnx_says_to_use_saved_model(tmp_path):

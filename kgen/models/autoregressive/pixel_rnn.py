@@ -25,14 +25,16 @@ state-to-state convolution:
 Colour groups (feature f belongs to group f % C) carry the R -> G -> B
 masking as in `PixelCNN`. log_prob is exact (one pass).
 
-Sampling: the Diagonal BiLSTM has the naive compiled loop (H * W * C full
-passes). The Row LSTM also has a cached sampler (the default), as for
-PixelCNN: its only recurrence runs from one row to the next, so the state at
+Sampling: beside the naive compiled loop (H * W * C full passes), both
+cells have a cached sampler (the default), as PixelCNN does: each step
+computes every layer at the one pixel being sampled from per-layer caches
+and writes its own values back, the same samples as the naive loop from the
+same uniforms for about 1/(H * W) of its work. The Row LSTM's state at
 (i, j) needs the stream at (i, j - k//2 .. j) and the row above's state at
-(i - 1, j - k//2 .. j + k//2). Each step computes every layer at the one
-pixel being sampled, reading those from per-layer caches of the stream and
-of the LSTM's h and c, and writes its own values back: the same samples as
-the naive loop from the same uniforms, for about 1/(H * W) of its work.
+(i - 1, j - k//2 .. j + k//2). The Diagonal BiLSTM's left-to-right state
+needs h(i - 1, j), h(i, j - 1) and c(i, j - 1); its right-to-left direction
+reads the whole row, but its output reaches the next row only (the shift
+down), so it runs along each row once the row is complete.
 
 #### References
 
@@ -101,8 +103,8 @@ class PixelRNN(ImageAutoregressiveModel):
         row_kernel: k of the Row LSTM's 1 x k convolutions (the paper: 3).
         output_filters: channels of the hidden 1x1 layer of the head.
         likelihood: "auto", "bernoulli" or "categorical".
-        sampler: "cached" (Row LSTM only; its default) or "naive" (the
-            Diagonal BiLSTM's only sampler); the same samples either way.
+        sampler: "cached" (the default) or "naive"; the same samples either
+            way, the cached one about H * W times less work.
 
     Example:
 
@@ -127,7 +129,7 @@ class PixelRNN(ImageAutoregressiveModel):
         row_kernel=3,
         output_filters=64,
         likelihood="auto",
-        sampler=None,
+        sampler="cached",
         **kwargs,
     ):
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
@@ -151,14 +153,7 @@ class PixelRNN(ImageAutoregressiveModel):
         self.first_kernel = int(first_kernel)
         self.row_kernel = int(row_kernel)
         self.output_filters = int(output_filters)
-        if sampler is None:
-            sampler = "cached" if cell == "row_lstm" else "naive"
         self.sampler = check_sampler(sampler)
-        if self.sampler == "cached" and cell != "row_lstm":
-            raise UsageError(
-                'the Diagonal BiLSTM has no cached sampler (its diagonals run across rows); use sampler = "naive", '
-                'or cell = "row_lstm".'
-            )
 
         # === Layers ===
         c, h = self.channels, self.hidden_units
@@ -270,62 +265,173 @@ class PixelRNN(ImageAutoregressiveModel):
 
     # === Sampling ===
 
-    @property
-    def has_cached_sampler(self):
-        return self.cell == "row_lstm"
-
     def _sample_cached(self, u, labels, temperature, portable=False):
-        """Row LSTM: H * W * C steps, each computing every layer at one pixel from cached rows.
+        """H * W * C steps, each computing every layer at one pixel from cached states.
 
-        Caches (zero padded by each reading layer's margins): the scaled
-        image; per layer, the stream entering it (the current row is what its
-        1 x k input-to-state kernel reads) and its h and c (one row of zeros
-        on top, so row i reads row i - 1). `portable` writes with masked
-        selects (the exported graph).
+        `portable` writes the caches with masked selects instead of dynamic
+        update slices (the same samples; the exported graph uses it).
         """
-        if self.cell != "row_lstm":
-            raise UsageError("only the Row LSTM has a cached sampler.")
+        if self.cell == "row_lstm":
+            return self._sample_cached_rows(u, temperature, portable)
+        return self._sample_cached_diagonal(u, temperature, portable)
+
+    def _sample_step(self, x, image, t, u, temp, stream_at, portable):
+        """One value: the in_conv at the pixel, `stream_at(stream_0) -> (final stream, caches)`, the draw."""
         n = ops.shape(u)[0]
-        rows, w, c = self.data_shape
-        units = self.hidden_units
-        temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
+        _, w, c = self.data_shape
         p1 = self.first_kernel // 2
+        i, j, ch = pixel_position(t, w, c)
+        stream, caches = stream_at(self.in_conv.pixel(read_patch(image, i, j, self.in_conv)), i, j)
+        logits = ops.take(self.head_logits(stream), ch, axis=1)  # (n, P)
+        u_t = ops.reshape(ops.slice(u, [0, i, j, ch], [n, 1, 1, 1]), (-1,))
+        value = self.pixel_sample(logits, u_t, temp)  # (n,)
+        x = update_block(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)), portable)
+        image = update_block(image, [0, i + p1, j + p1, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)), portable)
+        return x, image, caches
+
+    def _padded_image(self, n):
+        """The scaled input, zero padded by the first layer's margins."""
+        rows, w, c = self.data_shape
+        p1 = self.first_kernel // 2
+        return ops.zeros((n, rows + p1, w + 2 * p1, c), "float32")
+
+    def _sample_cached_rows(self, u, temperature, portable):
+        """Row LSTM. Caches per layer: the stream entering it (its 1 x k input-to-state kernel reads the
+        current row) and its h and c (a row of zeros on top, so row i reads row i - 1)."""
+        n = ops.shape(u)[0]
+        rows, w, _ = self.data_shape
+        units, layers = self.hidden_units, range(self.num_layers)
+        temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
         p = self.row_kernel // 2
-        image = ops.zeros((n, rows + p1, w + 2 * p1, c), "float32")
-        streams = tuple(ops.zeros((n, rows, w + p, 2 * units), "float32") for _ in range(self.num_layers))
-        hs = tuple(ops.zeros((n, rows + 1, w + 2 * p, units), "float32") for _ in range(self.num_layers))
-        cs = tuple(ops.zeros((n, rows + 1, w, units), "float32") for _ in range(self.num_layers))
+        streams = tuple(ops.zeros((n, rows, w + p, 2 * units), "float32") for _ in layers)
+        hs = tuple(ops.zeros((n, rows + 1, w + 2 * p, units), "float32") for _ in layers)
+        cs = tuple(ops.zeros((n, rows + 1, w, units), "float32") for _ in layers)
 
         def step(t, state):
-            x, image, streams, hs, cs = state
-            i, j, ch = pixel_position(t, w, c)
-            stream = self.in_conv.pixel(read_patch(image, i, j, self.in_conv))  # (n, 2h)
-            new_streams, new_hs, new_cs = [], [], []
-            for layer in range(self.num_layers):
-                cache = write_pixel(streams[layer], i, j + p, stream, portable)
-                gates = self.input_to_state[layer].pixel(read_patch(cache, i, j, self.input_to_state[layer]))
-                gates = gates + self.state_to_state[layer].pixel(read_patch(hs[layer], i, j, self.state_to_state[layer]))
-                c_prev = ops.reshape(ops.slice(cs[layer], [0, i, j, 0], [n, 1, 1, units]), (-1, units))
-                h_new, c_new = lstm_update(gates, c_prev)
-                new_streams.append(cache)
-                new_hs.append(write_pixel(hs[layer], i + 1, j + p, h_new, portable))
-                new_cs.append(write_pixel(cs[layer], i + 1, j, c_new, portable))
-                stream = stream + self.outs[layer].pixel(h_new[:, None, None, :])
-            logits = ops.take(self.head_logits(stream), ch, axis=1)  # (n, P)
-            u_t = ops.reshape(ops.slice(u, [0, i, j, ch], [n, 1, 1, 1]), (-1,))
-            value = self.pixel_sample(logits, u_t, temp)  # (n,)
-            x = update_block(x, [0, i, j, ch], ops.reshape(value, (-1, 1, 1, 1)), portable)
-            image = update_block(image, [0, i + p1, j + p1, ch], ops.reshape(self.scale(value), (-1, 1, 1, 1)),
-                                 portable)
-            return x, image, tuple(new_streams), tuple(new_hs), tuple(new_cs)
+            x, image, caches = state
 
-        x, *_ = ops.fori_loop(0, self.num_dims, step, (ops.zeros_like(u), image, streams, hs, cs))
+            def stream_at(stream, i, j):
+                streams, hs, cs = caches
+                new = ([], [], [])
+                for k in layers:
+                    cache = write_pixel(streams[k], i, j + p, stream, portable)
+                    gates = self.input_to_state[k].pixel(read_patch(cache, i, j, self.input_to_state[k]))
+                    gates = gates + self.state_to_state[k].pixel(read_patch(hs[k], i, j, self.state_to_state[k]))
+                    c_prev = ops.reshape(ops.slice(cs[k], [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+                    h_new, c_new = lstm_update(gates, c_prev)
+                    new[0].append(cache)
+                    new[1].append(write_pixel(hs[k], i + 1, j + p, h_new, portable))
+                    new[2].append(write_pixel(cs[k], i + 1, j, c_new, portable))
+                    stream = stream + self.outs[k].pixel(h_new[:, None, None, :])
+                return stream, tuple(tuple(a) for a in new)
+
+            return self._sample_step(x, image, t, u, temp, stream_at, portable)
+
+        x, _, _ = ops.fori_loop(0, self.num_dims, step, (ops.zeros_like(u), self._padded_image(n), (streams, hs, cs)))
+        return x
+
+    def _diagonal_border(self, state_conv, n):
+        """(h, c) just left of each row's first pixel, (n, H, h) each.
+
+        In the skewed map the cells left of row i are zero padding: their input
+        gates are 0, so the state-to-state term alone (its bias, the cells
+        above and to the left) drives them. They do not depend on the image.
+        """
+        rows, units = self.data_shape[0], self.hidden_units
+        h = c = ops.zeros((n, rows, units), "float32")
+        border_h, border_c = [h[:, 0]], [c[:, 0]]
+        for d in range(rows - 1):  # skewed column d holds row d + 1's last padded cell
+            h, c = lstm_update(state_conv(h[:, :, None])[:, :, 0], c)
+            border_h.append(h[:, d + 1])
+            border_c.append(c[:, d + 1])
+        return ops.stack(border_h, axis=1), ops.stack(border_c, axis=1)
+
+    def _diagonal_caches(self, state_conv, n, portable):
+        """h in skewed layout, (n, H + 1, W + H, h): [i + 1, i + j + 1] is h(i, j), so the two states
+        the 2 x 1 state-to-state kernel reads, h(i - 1, j) and h(i, j - 1), stack at [i : i + 2, i + j];
+        c in image layout, (n, H, W + 1, h): [i, j + 1] is c(i, j). Both start with the border."""
+        rows, w, _ = self.data_shape
+        units = self.hidden_units
+        border_h, border_c = self._diagonal_border(state_conv, n)
+        hs = ops.zeros((n, rows + 1, w + rows, units), "float32")
+        for i in range(1, rows):
+            hs = update_block(hs, [0, i + 1, i, 0], border_h[:, i][:, None, None, :], portable)
+        cs = update_block(ops.zeros((n, rows, w + 1, units), "float32"), [0, 0, 0, 0], border_c[:, :, None, :],
+                          portable)
+        return hs, cs
+
+    def _diagonal_cell(self, stream, input_conv, state_conv, hs, cs, i, j, portable):
+        """The Diagonal LSTM at (i, j) of its own direction's layout -> (h, new hs, new cs)."""
+        n, units = ops.shape(stream)[0], self.hidden_units
+        gates = input_conv.pixel(stream[:, None, None, :]) + state_conv.pixel(read_patch(hs, i, i + j, state_conv))
+        c_left = ops.reshape(ops.slice(cs, [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+        h, c = lstm_update(gates, c_left)
+        hs = write_pixel(hs, i + 1, i + j + 1, h, portable)
+        cs = write_pixel(cs, i, j + 1, c, portable)
+        return h, hs, cs
+
+    def _sample_cached_diagonal(self, u, temperature, portable):
+        """Diagonal BiLSTM: row by row. Each step runs every layer's left-to-right cell at the pixel (it
+        reads h above and to the left) and adds the right-to-left output of the row above, cached; when
+        a row is complete, each layer's right-to-left cells run along it (they read the whole row) and
+        cache their outputs for the next row, as the naive pass's shift down does."""
+        n = ops.shape(u)[0]
+        rows, w, c = self.data_shape
+        units, layers = self.hidden_units, range(self.num_layers)
+        temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
+        left = [self._diagonal_caches(self.state_to_state[k], n, portable) for k in layers]
+        right = [self._diagonal_caches(self.state_to_state_rev[k], n, portable) for k in layers]
+        caches = (
+            tuple(ops.zeros((n, rows, w, 2 * units), "float32") for _ in layers),  # streams entering each layer
+            tuple(hs for hs, _ in left), tuple(cs for _, cs in left),
+            tuple(hs for hs, _ in right), tuple(cs for _, cs in right),  # mirrored: column w - 1 - j
+            tuple(ops.zeros((n, rows + 1, w, units), "float32") for _ in layers),  # [i]: right output of row i - 1
+        )
+
+        def row_step(i, state):
+            def pixel_step(t, state):
+                x, image, caches = state
+
+                def stream_at(stream, i, j):
+                    streams, lh, lc, rh, rc, rout = caches
+                    new_streams, new_lh, new_lc = [], [], []
+                    for k in layers:
+                        new_streams.append(write_pixel(streams[k], i, j, stream, portable))
+                        h, hs, cs = self._diagonal_cell(stream, self.input_to_state[k], self.state_to_state[k],
+                                                        lh[k], lc[k], i, j, portable)
+                        new_lh.append(hs)
+                        new_lc.append(cs)
+                        above = ops.reshape(ops.slice(rout[k], [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+                        stream = stream + self.outs[k].pixel((h + above)[:, None, None, :])
+                    return stream, (tuple(new_streams), tuple(new_lh), tuple(new_lc), rh, rc, rout)
+
+                return self._sample_step(x, image, i * w * c + t, u, temp, stream_at, portable)
+
+            x, image, caches = ops.fori_loop(0, w * c, pixel_step, state)
+            streams, lh, lc, rh, rc, rout = caches
+            new_rh, new_rc, new_rout = [], [], []
+            for k in layers:
+                def mirrored_step(jm, carry, k=k):
+                    hs, cs, out = carry
+                    col = w - 1 - jm
+                    stream = ops.reshape(ops.slice(streams[k], [0, i, col, 0], [n, 1, 1, 2 * units]), (-1, 2 * units))
+                    h, hs, cs = self._diagonal_cell(stream, self.input_to_state_rev[k], self.state_to_state_rev[k],
+                                                    hs, cs, i, jm, portable)
+                    return hs, cs, write_pixel(out, i + 1, col, h, portable)
+
+                hs, cs, out = ops.fori_loop(0, w, mirrored_step, (rh[k], rc[k], rout[k]))
+                new_rh.append(hs)
+                new_rc.append(cs)
+                new_rout.append(out)
+            return x, image, (streams, lh, lc, tuple(new_rh), tuple(new_rc), tuple(new_rout))
+
+        x, _, _ = ops.fori_loop(0, rows, row_step, (ops.zeros_like(u), self._padded_image(n), caches))
         return x
 
     # === Export ===
 
     @property
     def litert_endpoints(self):
-        """The LSTM scans of `log_prob` (and of the naive sampler) lower to TensorList ops, which the
-        LiteRT builtins lack; the Row LSTM's cached sampler has no scan, so its `sample` converts."""
-        return ("sample",) if self.cell == "row_lstm" else ()
+        """The LSTM scans of `log_prob` lower to TensorList ops, which the LiteRT builtins lack; the
+        cached samplers have no scan, so `sample` converts."""
+        return ("sample",)

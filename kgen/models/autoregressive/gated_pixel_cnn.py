@@ -267,7 +267,7 @@ class GatedPixelCNN(ImageAutoregressiveModel):
         """
         n = ops.shape(u)[0]
         h, w, c = self.data_shape
-        f, f2 = self.filters, 2 * self.filters
+        f = self.filters
         temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
         conds = self._conditions(labels)
         pads = [k // 2 for k in [self.first_kernel] + [self.kernel_size] * (self.num_layers - 1)]

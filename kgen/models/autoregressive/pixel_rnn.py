@@ -296,32 +296,35 @@ class PixelRNN(ImageAutoregressiveModel):
         return ops.zeros((n, rows + p1, w + 2 * p1, c), "float32")
 
     def _sample_cached_rows(self, u, temperature, portable):
-        """Row LSTM. Caches per layer: the stream entering it (its 1 x k input-to-state kernel reads the
-        current row) and its h and c (a row of zeros on top, so row i reads row i - 1)."""
+        """Row LSTM. Caches per layer, a row or two each (small caches keep each step cheap): the current
+        row of the stream entering it (what its 1 x k input-to-state kernel reads), and its h and c in two
+        alternating slots, row i read from slot i % 2 and written to slot (i + 1) % 2 (slot 0 starts as
+        the zeros above the first row)."""
         n = ops.shape(u)[0]
-        rows, w, _ = self.data_shape
+        _, w, _ = self.data_shape
         units, layers = self.hidden_units, range(self.num_layers)
         temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
         p = self.row_kernel // 2
-        streams = tuple(ops.zeros((n, rows, w + p, 2 * units), "float32") for _ in layers)
-        hs = tuple(ops.zeros((n, rows + 1, w + 2 * p, units), "float32") for _ in layers)
-        cs = tuple(ops.zeros((n, rows + 1, w, units), "float32") for _ in layers)
+        streams = tuple(ops.zeros((n, 1, w + p, 2 * units), "float32") for _ in layers)
+        hs = tuple(ops.zeros((n, 2, w + 2 * p, units), "float32") for _ in layers)
+        cs = tuple(ops.zeros((n, 2, w, units), "float32") for _ in layers)
 
         def step(t, state):
             x, image, caches = state
 
             def stream_at(stream, i, j):
                 streams, hs, cs = caches
+                above, current = i % 2, (i + 1) % 2
                 new = ([], [], [])
                 for k in layers:
-                    cache = write_pixel(streams[k], i, j + p, stream, portable)
-                    gates = self.input_to_state[k].pixel(read_patch(cache, i, j, self.input_to_state[k]))
-                    gates = gates + self.state_to_state[k].pixel(read_patch(hs[k], i, j, self.state_to_state[k]))
-                    c_prev = ops.reshape(ops.slice(cs[k], [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+                    cache = write_pixel(streams[k], 0, j + p, stream, portable)
+                    gates = self.input_to_state[k].pixel(read_patch(cache, 0, j, self.input_to_state[k]))
+                    gates = gates + self.state_to_state[k].pixel(read_patch(hs[k], above, j, self.state_to_state[k]))
+                    c_prev = ops.reshape(ops.slice(cs[k], [0, above, j, 0], [n, 1, 1, units]), (-1, units))
                     h_new, c_new = lstm_update(gates, c_prev)
                     new[0].append(cache)
-                    new[1].append(write_pixel(hs[k], i + 1, j + p, h_new, portable))
-                    new[2].append(write_pixel(cs[k], i + 1, j, c_new, portable))
+                    new[1].append(write_pixel(hs[k], current, j + p, h_new, portable))
+                    new[2].append(write_pixel(cs[k], current, j, c_new, portable))
                     stream = stream + self.outs[k].pixel(h_new[:, None, None, :])
                 return stream, tuple(tuple(a) for a in new)
 

@@ -15,13 +15,12 @@ and draws `--n` samples from the same uniforms with each method:
 - `compiled`: kgen's naive sampler, the same 784 full passes inside one compiled
   `fori_loop` on the backend (`sampler="naive"`);
 - `cached`: kgen's incremental sampler, each step computing every layer at the
-  one pixel being sampled (PixelCNN, gated PixelCNN, the Row LSTM PixelRNN;
+  one pixel being sampled (PixelCNN, gated PixelCNN, both PixelRNN cells;
   `sampler="cached"`);
 - for the multiscale parallel PixelCNN, `compiled` is its own sampler: the 7x7
   base value by value, then 3 parallel groups per 2x upscaling (49 + 6 steps).
 
-MADE, NADE and the Diagonal BiLSTM PixelRNN have one compiled sampler each
-(`compiled`). `pixel_rnn` (the recipe's Diagonal BiLSTM) and `pixel_rnn_row_lstm`
+MADE and NADE have one compiled sampler each (`compiled`). `pixel_rnn` (the recipe's Diagonal BiLSTM) and `pixel_rnn_row_lstm`
 (the same recipe with `cell = "row_lstm"`) are not in the default list: their
 naive loops take minutes on a CPU. The script checks
 that every method returns the same samples, and writes the median seconds of

@@ -349,78 +349,91 @@ class PixelRNN(ImageAutoregressiveModel):
             border_c.append(c[:, d + 1])
         return ops.stack(border_h, axis=1), ops.stack(border_c, axis=1)
 
-    def _diagonal_caches(self, state_conv, n, portable):
-        """h in skewed layout, (n, H + 1, W + H, h): [i + 1, i + j + 1] is h(i, j), so the two states
-        the 2 x 1 state-to-state kernel reads, h(i - 1, j) and h(i, j - 1), stack at [i : i + 2, i + j];
-        c in image layout, (n, H, W + 1, h): [i, j + 1] is c(i, j). Both start with the border."""
-        rows, w, _ = self.data_shape
-        units = self.hidden_units
-        border_h, border_c = self._diagonal_border(state_conv, n)
-        hs = ops.zeros((n, rows + 1, w + rows, units), "float32")
-        for i in range(1, rows):
-            hs = update_block(hs, [0, i + 1, i, 0], border_h[:, i][:, None, None, :], portable)
-        cs = update_block(ops.zeros((n, rows, w + 1, units), "float32"), [0, 0, 0, 0], border_c[:, :, None, :],
-                          portable)
-        return hs, cs
-
     def _diagonal_cell(self, stream, input_conv, state_conv, hs, cs, i, j, portable):
-        """The Diagonal LSTM at (i, j) of its own direction's layout -> (h, new hs, new cs)."""
+        """The Diagonal LSTM at (i, j) of its own direction's layout -> (h, new hs, new cs).
+
+        hs, (n, 2, W + 1, h): two row slots, row i in slot i % 2, column j + 1 holding h(i, j) and
+        column 0 the state left of the row; the 2 x 1 state-to-state kernel reads h(i - 1, j) (the
+        other slot) and h(i, j - 1). cs, (n, 1, W + 1, h): the current row's c, laid out alike.
+        """
         n, units = ops.shape(stream)[0], self.hidden_units
-        gates = input_conv.pixel(stream[:, None, None, :]) + state_conv.pixel(read_patch(hs, i, i + j, state_conv))
-        c_left = ops.reshape(ops.slice(cs, [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+        current, above = i % 2, (i + 1) % 2
+        patch = ops.concatenate(
+            [ops.slice(hs, [0, above, j + 1, 0], [n, 1, 1, units]), ops.slice(hs, [0, current, j, 0], [n, 1, 1, units])],
+            axis=1,
+        )
+        gates = input_conv.pixel(stream[:, None, None, :]) + state_conv.pixel(patch)
+        c_left = ops.reshape(ops.slice(cs, [0, 0, j, 0], [n, 1, 1, units]), (-1, units))
         h, c = lstm_update(gates, c_left)
-        hs = write_pixel(hs, i + 1, i + j + 1, h, portable)
-        cs = write_pixel(cs, i, j + 1, c, portable)
+        hs = write_pixel(hs, current, j + 1, h, portable)
+        cs = write_pixel(cs, 0, j + 1, c, portable)
         return h, hs, cs
 
     def _sample_cached_diagonal(self, u, temperature, portable):
         """Diagonal BiLSTM: row by row. Each step runs every layer's left-to-right cell at the pixel (it
         reads h above and to the left) and adds the right-to-left output of the row above, cached; when
         a row is complete, each layer's right-to-left cells run along it (they read the whole row) and
-        cache their outputs for the next row, as the naive pass's shift down does."""
+        cache their outputs for the next row, as the naive pass's shift down does.
+
+        Caches are a row or two each (small caches keep each step cheap): per layer, the current row
+        of the stream entering it; per layer and direction, h in two alternating row slots and the
+        current row's c (see `_diagonal_cell`), each row starting from the image-independent states
+        left of it (`_diagonal_border`); and the right-to-left outputs in two slots, row i's read from
+        slot i % 2 and written to slot (i + 1) % 2 (slot 0 starts as the zeros above the first row).
+        """
         n = ops.shape(u)[0]
         rows, w, c = self.data_shape
         units, layers = self.hidden_units, range(self.num_layers)
         temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
-        left = [self._diagonal_caches(self.state_to_state[k], n, portable) for k in layers]
-        right = [self._diagonal_caches(self.state_to_state_rev[k], n, portable) for k in layers]
-        caches = (
-            tuple(ops.zeros((n, rows, w, 2 * units), "float32") for _ in layers),  # streams entering each layer
-            tuple(hs for hs, _ in left), tuple(cs for _, cs in left),
-            tuple(hs for hs, _ in right), tuple(cs for _, cs in right),  # mirrored: column w - 1 - j
-            tuple(ops.zeros((n, rows + 1, w, units), "float32") for _ in layers),  # [i]: right output of row i - 1
+        borders = (
+            [self._diagonal_border(self.state_to_state[k], n) for k in layers],
+            [self._diagonal_border(self.state_to_state_rev[k], n) for k in layers],  # mirrored: column w - 1 - j
         )
 
+        def zeros(*shape):
+            return tuple(ops.zeros((n,) + shape, "float32") for _ in layers)
+
+        def start_row(hs, cs, border, i):
+            """The row's slot of h and its c, with the states left of row i in column 0."""
+            def at(b):
+                return ops.reshape(ops.slice(b, [0, i, 0], [n, 1, units]), (-1, units))
+
+            return (tuple(write_pixel(hs[k], i % 2, 0, at(border[k][0]), portable) for k in layers),
+                    tuple(write_pixel(cs[k], 0, 0, at(border[k][1]), portable) for k in layers))
+
         def row_step(i, state):
+            x, image, (streams, lh, lc, rh, rc, rout) = state
+            lh, lc = start_row(lh, lc, borders[0], i)
+            rh, rc = start_row(rh, rc, borders[1], i)
+
             def pixel_step(t, state):
                 x, image, caches = state
 
                 def stream_at(stream, i, j):
-                    streams, lh, lc, rh, rc, rout = caches
+                    streams, lh, lc = caches
                     new_streams, new_lh, new_lc = [], [], []
                     for k in layers:
-                        new_streams.append(write_pixel(streams[k], i, j, stream, portable))
+                        new_streams.append(write_pixel(streams[k], 0, j, stream, portable))
                         h, hs, cs = self._diagonal_cell(stream, self.input_to_state[k], self.state_to_state[k],
                                                         lh[k], lc[k], i, j, portable)
                         new_lh.append(hs)
                         new_lc.append(cs)
-                        above = ops.reshape(ops.slice(rout[k], [0, i, j, 0], [n, 1, 1, units]), (-1, units))
+                        above = ops.reshape(ops.slice(rout[k], [0, i % 2, j, 0], [n, 1, 1, units]), (-1, units))
                         stream = stream + self.outs[k].pixel((h + above)[:, None, None, :])
-                    return stream, (tuple(new_streams), tuple(new_lh), tuple(new_lc), rh, rc, rout)
+                    return stream, (tuple(new_streams), tuple(new_lh), tuple(new_lc))
 
                 return self._sample_step(x, image, i * w * c + t, u, temp, stream_at, portable)
 
-            x, image, caches = ops.fori_loop(0, w * c, pixel_step, state)
-            streams, lh, lc, rh, rc, rout = caches
+            x, image, (streams, lh, lc) = ops.fori_loop(0, w * c, pixel_step, (x, image, (streams, lh, lc)))
             new_rh, new_rc, new_rout = [], [], []
             for k in layers:
                 def mirrored_step(jm, carry, k=k):
                     hs, cs, out = carry
                     col = w - 1 - jm
-                    stream = ops.reshape(ops.slice(streams[k], [0, i, col, 0], [n, 1, 1, 2 * units]), (-1, 2 * units))
+                    stream = ops.reshape(ops.slice(streams[k], [0, 0, col, 0], [n, 1, 1, 2 * units]), (-1, 2 * units))
                     h, hs, cs = self._diagonal_cell(stream, self.input_to_state_rev[k], self.state_to_state_rev[k],
                                                     hs, cs, i, jm, portable)
-                    return hs, cs, write_pixel(out, i + 1, col, h, portable)
+                    return hs, cs, write_pixel(out, (i + 1) % 2, col, h, portable)
 
                 hs, cs, out = ops.fori_loop(0, w, mirrored_step, (rh[k], rc[k], rout[k]))
                 new_rh.append(hs)
@@ -428,6 +441,8 @@ class PixelRNN(ImageAutoregressiveModel):
                 new_rout.append(out)
             return x, image, (streams, lh, lc, tuple(new_rh), tuple(new_rc), tuple(new_rout))
 
+        caches = (zeros(1, w, 2 * units), zeros(2, w + 1, units), zeros(1, w + 1, units),
+                  zeros(2, w + 1, units), zeros(1, w + 1, units), zeros(2, w, units))
         x, _, _ = ops.fori_loop(0, rows, row_step, (ops.zeros_like(u), self._padded_image(n), caches))
         return x
 

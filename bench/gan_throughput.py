@@ -32,6 +32,8 @@ import platform
 import subprocess
 import sys
 
+from throughput_stats import ratio_interval
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 
@@ -149,6 +151,7 @@ def bench_model(model, args, data_path):
         r = errors.get(name) or _summary(rates[name])
         if best and "examples_per_s_median" in r:
             r["ratio_to_reference"] = r["examples_per_s_median"] / refs[best]["examples_per_s_median"]
+            r["ratio_to_reference_ci95"] = ratio_interval(r["runs"], refs[best]["runs"])
         out["backends"][name] = r
     return out
 
@@ -166,6 +169,7 @@ def main():
                              "shorter ones weigh the fixed cost of a `fit` call, not the step)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=1, help="0: PyTorch's default")
+    parser.add_argument("--out", default=None, help="result file (default bench/results/gan_throughput.json)")
     args = parser.parse_args()
     train = kgen.load_dataset("digits", split="train")
     RESULTS.mkdir(exist_ok=True)
@@ -179,7 +183,7 @@ def main():
             result["models"][model] = bench_model(model, args, data_path)
     finally:
         data_path.unlink(missing_ok=True)
-    out = RESULTS / "gan_throughput.json"
+    out = pathlib.Path(args.out) if args.out else RESULTS / "gan_throughput.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from throughput_stats import ratio_interval
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 PUBLISHED = {"burda2016_table1_vae_k1_iw5000": 86.76, "burda2016_appendix_static_k1": 88.71}
 
@@ -209,6 +211,7 @@ def throughput(args):
         r = summary(name)
         if "examples_per_s_median" in r and "examples_per_s_median" in reference:
             r["ratio_to_reference"] = r["examples_per_s_median"] / reference["examples_per_s_median"]
+            r["ratio_to_reference_ci95"] = ratio_interval(r["runs"], reference["runs"])
         result["backends"][name] = r
     return result
 

@@ -20,9 +20,10 @@ and draws `--n` samples from the same uniforms with each method:
 - for the multiscale parallel PixelCNN, `compiled` is its own sampler: the 7x7
   base value by value, then 3 parallel groups per 2x upscaling (49 + 6 steps).
 
-MADE and NADE have one compiled sampler each (`compiled`). `pixel_rnn` (the recipe's Diagonal BiLSTM) and `pixel_rnn_row_lstm`
-(the same recipe with `cell = "row_lstm"`) are not in the default list: their
-naive loops take minutes on a CPU. The script checks
+MADE and NADE have one compiled sampler each (`compiled`). `pixel_rnn` (the
+recipe's Diagonal BiLSTM) and `pixel_rnn_row_lstm` (the same recipe with
+`cell = "row_lstm"`) are not in the default list: their naive loops take minutes
+on a CPU. The script checks
 that every method returns the same samples, and writes the median seconds of
 `--repeats` runs (`--heavy-repeats` for the minutes-long ones), after one
 warm-up run that compiles, the ratio to the

@@ -295,6 +295,10 @@ class PixelRNN(ImageAutoregressiveModel):
         p1 = self.first_kernel // 2
         return ops.zeros((n, rows + p1, w + 2 * p1, c), "float32")
 
+    def _layer_zeros(self, n, *shape):
+        """One zero cache of shape (n, *shape) per layer."""
+        return tuple(ops.zeros((n,) + shape, "float32") for _ in range(self.num_layers))
+
     def _sample_cached_rows(self, u, temperature, portable):
         """Row LSTM. Caches per layer, a row or two each (small caches keep each step cheap): the current
         row of the stream entering it (what its 1 x k input-to-state kernel reads), and its h and c in two
@@ -305,9 +309,9 @@ class PixelRNN(ImageAutoregressiveModel):
         units, layers = self.hidden_units, range(self.num_layers)
         temp = None if temperature is None else ops.reshape(temperature, (-1, 1))
         p = self.row_kernel // 2
-        streams = tuple(ops.zeros((n, 1, w + p, 2 * units), "float32") for _ in layers)
-        hs = tuple(ops.zeros((n, 2, w + 2 * p, units), "float32") for _ in layers)
-        cs = tuple(ops.zeros((n, 2, w, units), "float32") for _ in layers)
+        streams = self._layer_zeros(n, 1, w + p, 2 * units)
+        hs = self._layer_zeros(n, 2, w + 2 * p, units)
+        cs = self._layer_zeros(n, 2, w, units)
 
         def step(t, state):
             x, image, caches = state
@@ -390,9 +394,6 @@ class PixelRNN(ImageAutoregressiveModel):
             [self._diagonal_border(self.state_to_state_rev[k], n) for k in layers],  # mirrored: column w - 1 - j
         )
 
-        def zeros(*shape):
-            return tuple(ops.zeros((n,) + shape, "float32") for _ in layers)
-
         def start_row(hs, cs, border, i):
             """The row's slot of h and its c, with the states left of row i in column 0."""
             def at(b):
@@ -441,8 +442,9 @@ class PixelRNN(ImageAutoregressiveModel):
                 new_rout.append(out)
             return x, image, (streams, lh, lc, tuple(new_rh), tuple(new_rc), tuple(new_rout))
 
-        caches = (zeros(1, w, 2 * units), zeros(2, w + 1, units), zeros(1, w + 1, units),
-                  zeros(2, w + 1, units), zeros(1, w + 1, units), zeros(2, w, units))
+        zeros = self._layer_zeros
+        caches = (zeros(n, 1, w, 2 * units), zeros(n, 2, w + 1, units), zeros(n, 1, w + 1, units),
+                  zeros(n, 2, w + 1, units), zeros(n, 1, w + 1, units), zeros(n, 2, w, units))
         x, _, _ = ops.fori_loop(0, rows, row_step, (ops.zeros_like(u), self._padded_image(n), caches))
         return x
 

@@ -188,17 +188,20 @@ print(history.history["loss"][-1] < history.history["loss"][0], again.sample(3, 
     assert out.stdout.strip().endswith("True (3, 8, 8, 1)")
 
 
-def test_iwae_recipe_resolves_and_builds():
-    """The paper-sized IWAE recipe (a GPU run): Burda et al.'s architecture trained on the k = 50 bound."""
+@pytest.mark.parametrize("recipe, k, epochs", [("binarized_mnist_iwae", 50, 3280), ("binarized_mnist_iwae_cpu", 5, 600)])
+def test_iwae_recipe_resolves_and_builds(recipe, k, epochs):
+    """The IWAE recipes (paper-sized, a GPU run; CPU-sized): Burda et al.'s architecture trained on the k-sample
+    bound with cosine decay, evaluated with k = 5000."""
     from kgen import config as config_lib
 
-    config = config_lib.resolve(config_file=config_lib.recipe_path("vae", "binarized_mnist_iwae"))
+    config = config_lib.resolve(config_file=config_lib.recipe_path("vae", recipe))
     cpu = config_lib.resolve(model="vae", dataset="binarized_mnist")
-    assert config["model"]["train_samples"] == 50 and cpu["model"]["train_samples"] == 1
+    assert config["model"]["train_samples"] == k and cpu["model"]["train_samples"] == 1
     for key in ("latent_dim", "hidden_units", "activation", "likelihood"):
         assert config["model"][key] == cpu["model"][key], key
-    assert config["train"]["epochs"] == 3280 and config["evaluate"]["iw_samples"] == 5000
+    assert config["train"]["epochs"] == epochs and config["evaluate"]["iw_samples"] == 5000
+    assert config["train"]["lr_schedule"] == "cosine"
     hparams = config_lib.model_hparams(config)
     hparams.pop("conditional", None)
     model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, **hparams)
-    assert model.train_samples == 50
+    assert model.train_samples == k

@@ -1,6 +1,7 @@
 """VAE on statically binarized MNIST: test ELBO and IW bound, and training throughput.
 
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --epochs 200
+    KERAS_BACKEND=jax KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae_cpu
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae  # GPU
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py throughput
 
@@ -17,7 +18,9 @@ installed, beside a plain Keras reference (the same layers, a
 `tf.GradientTape` train step in a `tf.function`) measured in the same run:
 steady-state examples/s over 3 epochs of the 50,000 training images (some
 seconds per contender; with a shorter window the fixed cost of a `fit` call
-weighs on kgen's figure and not on the reference's bare loop).
+weighs on kgen's figure and not on the reference's bare loop). `--xla` adds
+both programs compiled with XLA (`jit_compile=True`; Keras leaves it off on a
+CPU-only machine) as two more contenders.
 """
 
 import argparse
@@ -41,6 +44,7 @@ def machine():
 
 
 def quality(args):
+    import keras
     import numpy as np
 
     import kgen
@@ -73,6 +77,7 @@ def quality(args):
     result = {
         "benchmark": "vae_binarized_mnist_quality",
         "recipe": f"configs/vae/{args.recipe}.toml",
+        "backend": keras.config.backend(),
         "train_samples": config["model"]["train_samples"],
         "epochs": epochs,
         "train_seconds_this_invocation": round(train_seconds, 1),
@@ -107,7 +112,7 @@ dec = keras.Sequential([keras.Input((50,)), layers.Dense(200, "tanh"), layers.De
 opt = keras.optimizers.Adam(1e-3)
 variables = enc.trainable_variables + dec.trainable_variables
 
-@tf.function
+@tf.function(jit_compile=sys.argv[4] == "1")  # argv[4]: XLA
 def step(xb):
     with tf.GradientTape() as tape:
         stats = enc(xb)
@@ -143,6 +148,8 @@ if keras.config.backend() == "torch":
 model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, latent_dim=50,
                          hidden_units=(200, 200), activation="tanh", likelihood="bernoulli")
 compile_model(model, config_lib.resolve()["train"])  # as `kgen train` compiles (Adam 1e-3)
+if sys.argv[4] == "1":
+    model.jit_compile = True  # XLA (Keras' "auto" leaves it off on a CPU-only machine)
 model.fit(x[: 2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
 t = time.perf_counter()
 model.fit(x, batch_size=batch, epochs=epochs, verbose=0, shuffle=False)
@@ -150,9 +157,9 @@ print(json.dumps({"seconds": time.perf_counter() - t, "examples": epochs * len(x
 '''
 
 
-def _timed_once(code, backend, data_path, batch, epochs, torch_threads):
+def _timed_once(code, backend, data_path, batch, epochs, torch_threads, xla=False):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", KGEN_TORCH_THREADS=str(torch_threads))
-    out = subprocess.run([sys.executable, "-c", code, str(data_path), str(batch), str(epochs)],
+    out = subprocess.run([sys.executable, "-c", code, str(data_path), str(batch), str(epochs), "1" if xla else "0"],
                          capture_output=True, text=True, env=env, timeout=3600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -174,22 +181,26 @@ def throughput(args):
     np.savez(data_path, x=train.x)
     result = {"benchmark": "vae_binarized_mnist_throughput", "batch_size": args.batch_size,
               "epochs": args.epochs, "examples": len(train), "repeats": args.repeats,
-              "torch_threads": args.torch_threads, "order": "interleaved rounds", "machine": machine(),
+              "torch_threads": args.torch_threads, "xla": args.xla, "order": "interleaved rounds", "machine": machine(),
               "backends": {}}
-    contenders = {"reference": ("tensorflow", REFERENCE)}
-    for backend in ("tensorflow", "jax", "torch"):
+    contenders = {"reference": ("tensorflow", REFERENCE, False)}
+    if args.xla:
+        contenders["reference_xla"] = ("tensorflow", REFERENCE, True)
+    for backend in args.backends.split(","):
         if importlib.util.find_spec(backend) is None:
             result["backends"][backend] = {"error": f"{backend} not installed"}
         else:
-            contenders[backend] = (backend, KGEN)
+            contenders[backend] = (backend, KGEN, False)
+            if args.xla and backend == "tensorflow":
+                contenders["tensorflow_xla"] = (backend, KGEN, True)
     rates = {name: [] for name in contenders}
     errors = {}
     try:
         for _ in range(args.repeats):
-            for name, (backend, code) in contenders.items():
+            for name, (backend, code, xla) in contenders.items():
                 if name in errors:
                     continue
-                r = _timed_once(code, backend, data_path, args.batch_size, args.epochs, args.torch_threads)
+                r = _timed_once(code, backend, data_path, args.batch_size, args.epochs, args.torch_threads, xla)
                 if isinstance(r, dict):
                     errors[name] = r
                 else:
@@ -205,13 +216,19 @@ def throughput(args):
 
     reference = summary("reference")
     result["reference_tf_gradienttape"] = reference
+    if args.xla:
+        result["reference_tf_gradienttape_xla"] = summary("reference_xla")
     for name in contenders:
-        if name == "reference":
+        if name.startswith("reference"):
             continue
         r = summary(name)
         if "examples_per_s_median" in r and "examples_per_s_median" in reference:
             r["ratio_to_reference"] = r["examples_per_s_median"] / reference["examples_per_s_median"]
             r["ratio_to_reference_ci95"] = ratio_interval(r["runs"], reference["runs"])
+        reference_xla = result.get("reference_tf_gradienttape_xla", {})
+        if "examples_per_s_median" in r and "examples_per_s_median" in reference_xla:
+            r["ratio_to_reference_xla"] = r["examples_per_s_median"] / reference_xla["examples_per_s_median"]
+            r["ratio_to_reference_xla_ci95"] = ratio_interval(r["runs"], reference_xla["runs"])
         result["backends"][name] = r
     return result
 
@@ -221,7 +238,7 @@ def main():
     sub = parser.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--recipe", default="binarized_mnist",
-                   help="binarized_mnist (the VAE, CPU-sized) or binarized_mnist_iwae (IWAE k=50, paper-sized, a GPU run)")
+                   help="binarized_mnist (the VAE, CPU-sized), binarized_mnist_iwae_cpu (IWAE k=5, 600 epochs: about an hour on JAX, 2 cores) or binarized_mnist_iwae (IWAE k=50, paper-sized, a GPU run)")
     q.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs (0: keep)")
     q.add_argument("--k", type=int, default=5000)
     q.add_argument("--iw-examples", type=int, default=10000)
@@ -233,11 +250,17 @@ def main():
     t.add_argument("--repeats", type=int, default=5)
     t.add_argument("--torch-threads", type=int, default=1,
                    help="torch.set_num_threads for the PyTorch run (small models on a few shared cores: 1)")
+    t.add_argument("--out", default="", help="results file (default bench/results/vae_binarized_mnist_throughput.json)")
+    t.add_argument("--backends", default="tensorflow,jax,torch", help="kgen contenders, comma-separated")
+    t.add_argument("--xla", action="store_true",
+                   help="also time the reference and kgen's TensorFlow fit compiled with XLA (jit_compile=True)")
     args = parser.parse_args()
     result = quality(args) if args.what == "quality" else throughput(args)
     RESULTS.mkdir(exist_ok=True)
     suffix = args.recipe.removeprefix("binarized_mnist") if args.what == "quality" else ""
     out = RESULTS / f"vae_binarized_mnist_{args.what}{suffix}.json"
+    if getattr(args, "out", ""):
+        out = pathlib.Path(args.out)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -1,6 +1,6 @@
 """Why kgen's VAE step is slower under XLA on a CPU: the probe behind the README's XLA note.
 
-    KGEN_DATA_DIR=../shared/data python bench/vae_xla_noise_probe.py --repeats 3
+    KGEN_DATA_DIR=../shared/data python bench/vae_xla_noise_probe.py --repeats 5
 
 The same minimal VAE (784-200-200-50 tanh, Bernoulli decoder, batch 100, Adam 1e-3) trained with
 Keras' `fit` on TensorFlow, compiled with XLA (`jit_compile=True`, `steps_per_execution = 8`), four

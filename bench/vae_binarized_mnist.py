@@ -218,17 +218,15 @@ def throughput(args):
     result["reference_tf_gradienttape"] = reference
     if args.xla:
         result["reference_tf_gradienttape_xla"] = summary("reference_xla")
+    baselines = {"ratio_to_reference": reference, "ratio_to_reference_xla": result.get("reference_tf_gradienttape_xla", {})}
     for name in contenders:
         if name.startswith("reference"):
             continue
         r = summary(name)
-        if "examples_per_s_median" in r and "examples_per_s_median" in reference:
-            r["ratio_to_reference"] = r["examples_per_s_median"] / reference["examples_per_s_median"]
-            r["ratio_to_reference_ci95"] = ratio_interval(r["runs"], reference["runs"])
-        reference_xla = result.get("reference_tf_gradienttape_xla", {})
-        if "examples_per_s_median" in r and "examples_per_s_median" in reference_xla:
-            r["ratio_to_reference_xla"] = r["examples_per_s_median"] / reference_xla["examples_per_s_median"]
-            r["ratio_to_reference_xla_ci95"] = ratio_interval(r["runs"], reference_xla["runs"])
+        for key, base in baselines.items():
+            if "examples_per_s_median" in r and "examples_per_s_median" in base:
+                r[key] = r["examples_per_s_median"] / base["examples_per_s_median"]
+                r[f"{key}_ci95"] = ratio_interval(r["runs"], base["runs"])
         result["backends"][name] = r
     return result
 

@@ -188,7 +188,8 @@ print(history.history["loss"][-1] < history.history["loss"][0], again.sample(3, 
     assert out.stdout.strip().endswith("True (3, 8, 8, 1)")
 
 
-@pytest.mark.parametrize("recipe, k, epochs", [("binarized_mnist_iwae", 50, 3280), ("binarized_mnist_iwae_cpu", 5, 600)])
+@pytest.mark.parametrize("recipe, k, epochs", [("binarized_mnist_iwae", 50, 3280), ("binarized_mnist_iwae_cpu", 5, 600),
+                                               ("binarized_mnist_iwae10_cpu", 10, 600)])
 def test_iwae_recipe_resolves_and_builds(recipe, k, epochs):
     """The IWAE recipes (paper-sized, a GPU run; CPU-sized): Burda et al.'s architecture trained on the k-sample
     bound with cosine decay, evaluated with k = 5000."""

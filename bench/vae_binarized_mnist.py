@@ -2,6 +2,7 @@
 
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --epochs 200
     KERAS_BACKEND=jax KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae_cpu
+    KERAS_BACKEND=jax KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae10_cpu
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae  # GPU
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py throughput
 

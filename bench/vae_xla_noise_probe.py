@@ -74,19 +74,23 @@ VARIANTS = [("keras_seedgenerator", False), ("keras_seedgenerator", True), ("sta
             ("stateless_threefry", True), ("tf_stateful", True)]
 
 
+def _name(noise, xla):
+    return f"{noise}_xla" if xla else noise
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "vae_xla_noise_probe.json"))
     args = parser.parse_args()
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    runs = {f"{noise}{'_xla' if xla else ''}": [] for noise, xla in VARIANTS}
+    runs = {_name(noise, xla): [] for noise, xla in VARIANTS}
     for _ in range(args.repeats):
         for noise, xla in VARIANTS:
             out = subprocess.run([sys.executable, "-c", PROGRAM, noise, "1" if xla else "0"],
                                  capture_output=True, text=True, env=env, timeout=1800, check=True)
             rate = json.loads(out.stdout.strip().splitlines()[-1])["examples_per_s"]
-            runs[f"{noise}{'_xla' if xla else ''}"].append(rate)
+            runs[_name(noise, xla)].append(rate)
             print(f"{noise}{' (XLA)' if xla else ''}: {rate:.0f} examples/s", flush=True)
     result = {"benchmark": "vae_xla_noise_probe", "repeats": args.repeats, "batch_size": 100,
               "steps_per_execution": 8, "cpus": os.cpu_count(),

@@ -4,7 +4,7 @@
     KERAS_BACKEND=jax KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae_cpu
     KERAS_BACKEND=jax KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae10_cpu
     KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py quality --recipe binarized_mnist_iwae  # GPU
-    KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py throughput
+    KGEN_DATA_DIR=../shared/data python bench/vae_binarized_mnist.py throughput --repeats 7
 
 `quality` trains `configs/vae/binarized_mnist.toml` (Burda et al. 2016's
 one-stochastic-layer VAE, 784-200-200-50) and reports the test ELBO on all
@@ -15,13 +15,15 @@ first `--iw-examples` of a fixed shuffle of the test set (default: all
 (appendix, static binarization). Target: IW bound <= 87.5 nats.
 
 `throughput` times kgen's `fit` for the same model on every backend that is
-installed, beside a plain Keras reference (the same layers, a
-`tf.GradientTape` train step in a `tf.function`) measured in the same run:
-steady-state examples/s over 3 epochs of the 50,000 training images (some
-seconds per contender; with a shorter window the fixed cost of a `fit` call
-weighs on kgen's figure and not on the reference's bare loop). `--xla` adds
-both programs compiled with XLA (`jit_compile=True`; Keras leaves it off on a
-CPU-only machine) as two more contenders.
+installed, compiled as `kgen train` compiles the recipe (on TensorFlow that
+means XLA: the recipe sets `train.xla = "on"`), beside a plain Keras reference
+(the same layers, a `tf.GradientTape` train step in a `tf.function`) measured
+in the same run: steady-state examples/s over 3 epochs of the 50,000 training
+images (some seconds per contender; with a shorter window the fixed cost of a
+`fit` call weighs on kgen's figure and not on the reference's bare loop). Two
+more contenders keep the comparison fair both ways: the reference compiled
+with XLA (`jit_compile=True`), and kgen's TensorFlow `fit` with
+`train.xla = "off"` (Keras' default on a CPU-only machine).
 """
 
 import argparse
@@ -148,19 +150,21 @@ if keras.config.backend() == "torch":
     torch.set_num_threads(int(os.environ["KGEN_TORCH_THREADS"]))
 model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, latent_dim=50,
                          hidden_units=(200, 200), activation="tanh", likelihood="bernoulli")
-compile_model(model, config_lib.resolve()["train"])  # as `kgen train` compiles (Adam 1e-3)
-if sys.argv[4] == "1":
-    model.jit_compile = True  # XLA (Keras' "auto" leaves it off on a CPU-only machine)
-model.fit(x[: 2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
+# As `kgen train` compiles the recipe (Adam 1e-3; train.xla = "on": TensorFlow's step through XLA);
+# argv[4] = "off" is Keras' default on a CPU-only machine instead.
+recipe = config_lib.recipe_path("vae", "binarized_mnist")
+overrides = ["train.xla=off"] if sys.argv[4] == "off" else []
+compile_model(model, config_lib.resolve(config_file=recipe, overrides=overrides)["train"])
+model.fit(x[: 8 * batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
 t = time.perf_counter()
 model.fit(x, batch_size=batch, epochs=epochs, verbose=0, shuffle=False)
 print(json.dumps({"seconds": time.perf_counter() - t, "examples": epochs * len(x)}))
 '''
 
 
-def _timed_once(code, backend, data_path, batch, epochs, torch_threads, xla=False):
+def _timed_once(code, backend, data_path, batch, epochs, torch_threads, flag):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", KGEN_TORCH_THREADS=str(torch_threads))
-    out = subprocess.run([sys.executable, "-c", code, str(data_path), str(batch), str(epochs), "1" if xla else "0"],
+    out = subprocess.run([sys.executable, "-c", code, str(data_path), str(batch), str(epochs), flag],
                          capture_output=True, text=True, env=env, timeout=3600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -169,8 +173,9 @@ def _timed_once(code, backend, data_path, batch, epochs, torch_threads, xla=Fals
 
 
 def throughput(args):
-    """Rounds of (reference, TF, JAX, PyTorch), one fresh process each: load on a shared
-    machine then falls on every contender alike, and the median of the rounds is reported."""
+    """Rounds of (reference, reference with XLA, TF, TF without XLA, JAX, PyTorch), one fresh
+    process each: load on a shared machine then falls on every contender alike, and the median
+    of the rounds is reported."""
     import importlib.util
 
     import numpy as np
@@ -182,26 +187,24 @@ def throughput(args):
     np.savez(data_path, x=train.x)
     result = {"benchmark": "vae_binarized_mnist_throughput", "batch_size": args.batch_size,
               "epochs": args.epochs, "examples": len(train), "repeats": args.repeats,
-              "torch_threads": args.torch_threads, "xla": args.xla, "order": "interleaved rounds", "machine": machine(),
+              "torch_threads": args.torch_threads, "order": "interleaved rounds", "machine": machine(),
               "backends": {}}
-    contenders = {"reference": ("tensorflow", REFERENCE, False)}
-    if args.xla:
-        contenders["reference_xla"] = ("tensorflow", REFERENCE, True)
+    contenders = {"reference": ("tensorflow", REFERENCE, "0"), "reference_xla": ("tensorflow", REFERENCE, "1")}
     for backend in args.backends.split(","):
         if importlib.util.find_spec(backend) is None:
             result["backends"][backend] = {"error": f"{backend} not installed"}
         else:
-            contenders[backend] = (backend, KGEN, False)
-            if args.xla and backend == "tensorflow":
-                contenders["tensorflow_xla"] = (backend, KGEN, True)
+            contenders[backend] = (backend, KGEN, "recipe")
+            if backend == "tensorflow":
+                contenders["tensorflow_no_xla"] = (backend, KGEN, "off")
     rates = {name: [] for name in contenders}
     errors = {}
     try:
         for _ in range(args.repeats):
-            for name, (backend, code, xla) in contenders.items():
+            for name, (backend, code, flag) in contenders.items():
                 if name in errors:
                     continue
-                r = _timed_once(code, backend, data_path, args.batch_size, args.epochs, args.torch_threads, xla)
+                r = _timed_once(code, backend, data_path, args.batch_size, args.epochs, args.torch_threads, flag)
                 if isinstance(r, dict):
                     errors[name] = r
                 else:
@@ -217,9 +220,8 @@ def throughput(args):
 
     reference = summary("reference")
     result["reference_tf_gradienttape"] = reference
-    if args.xla:
-        result["reference_tf_gradienttape_xla"] = summary("reference_xla")
-    baselines = {"ratio_to_reference": reference, "ratio_to_reference_xla": result.get("reference_tf_gradienttape_xla", {})}
+    result["reference_tf_gradienttape_xla"] = summary("reference_xla")
+    baselines = {"ratio_to_reference": reference, "ratio_to_reference_xla": result["reference_tf_gradienttape_xla"]}
     for name in contenders:
         if name.startswith("reference"):
             continue
@@ -251,8 +253,6 @@ def main():
                    help="torch.set_num_threads for the PyTorch run (small models on a few shared cores: 1)")
     t.add_argument("--out", default="", help="results file (default bench/results/vae_binarized_mnist_throughput.json)")
     t.add_argument("--backends", default="tensorflow,jax,torch", help="kgen contenders, comma-separated")
-    t.add_argument("--xla", action="store_true",
-                   help="also time the reference and kgen's TensorFlow fit compiled with XLA (jit_compile=True)")
     args = parser.parse_args()
     result = quality(args) if args.what == "quality" else throughput(args)
     RESULTS.mkdir(exist_ok=True)

@@ -40,6 +40,7 @@ DEFAULTS = {
         "lr_schedule": "constant",  # constant | cosine (decays to 0 over train.epochs)
         "clipnorm": 0.0,  # 0: off
         "steps_per_execution": 8,  # steps per compiled call (amortizes Python overhead)
+        "xla": "auto",  # TensorFlow's training step through XLA: auto (Keras: on with a GPU) | on | off
         "seed": 0,
         "grid_size": 64,  # samples in each epoch's grid
         "checkpoint_metric": "val_loss",  # "best.keras" keeps the lowest
@@ -60,6 +61,7 @@ CHOICES = {
     ("data", "scale"): ("unit", "symmetric"),
     ("train", "optimizer"): ("adam", "adamw", "sgd", "rmsprop"),
     ("train", "lr_schedule"): ("constant", "cosine"),
+    ("train", "xla"): ("auto", "on", "off"),
     ("evaluate", "split"): ("train", "valid", "test"),
 }
 

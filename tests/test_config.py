@@ -43,6 +43,10 @@ def test_set_overrides_are_typed_and_checked():
         config_lib.resolve(overrides=["train.epochs"])
     with pytest.raises(ConfigError, match=r"data\.binarize.*not one of"):
         config_lib.resolve(overrides=["data.binarize=sometimes"])
+    assert config_lib.resolve()["train"]["xla"] == "auto"
+    assert config_lib.resolve(overrides=["train.xla=on"])["train"]["xla"] == "on"
+    with pytest.raises(ConfigError, match=r"train\.xla.*not one of"):
+        config_lib.resolve(overrides=["train.xla=yes"])
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):

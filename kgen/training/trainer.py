@@ -53,6 +53,20 @@ def make_optimizer(train_config, steps_per_epoch=None):
     return keras.optimizers.get({"class_name": train_config["optimizer"], "config": kwargs})
 
 
+def set_xla(model, train_config):
+    """Applies `train.xla` to a compiled model: XLA for TensorFlow's training step.
+
+    "auto" keeps Keras' choice (XLA where TensorFlow sees a GPU, not on a
+    CPU-only machine); "on" and "off" force it. JAX always compiles through XLA
+    and PyTorch has none, so only TensorFlow reads it. Set as an attribute, not
+    through `compile`, so a checkpoint keeps "auto" and loads on any backend.
+    """
+    choice = train_config.get("xla", "auto")
+    if backend.name() == "tensorflow" and choice != "auto":
+        model.jit_compile = choice == "on"
+    return model
+
+
 def compile_model(model, train_config, steps_per_epoch=None):
     """Compiles `model` as the recipe says (models with two optimizers compile themselves)."""
     if hasattr(model, "compile_for_training"):  # e.g. two optimizers (GANs)
@@ -66,7 +80,7 @@ def compile_model(model, train_config, steps_per_epoch=None):
         # Keras runs PyTorch one step per call; steps_per_execution > 1 is refused there.
         steps = 1 if backend.name() == "torch" else train_config["steps_per_execution"]
         model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), steps_per_execution=steps)
-    return model
+    return set_xla(model, train_config)
 
 
 def build_for_data(config, data):
@@ -166,7 +180,7 @@ class Trainer:
         self.start_epoch = 0
         if self.resume:
             checkpoint.clean_stale(self.run_dir)
-            self.model = checkpoint.load_model(self.run_dir / "last.keras")
+            self.model = set_xla(checkpoint.load_model(self.run_dir / "last.keras"), c["train"])
             state = checkpoint.read_state(self.run_dir / "last.keras")
             self.start_epoch = int(state["epoch"])
             self.best = state.get("best", math.inf)

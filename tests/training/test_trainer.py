@@ -186,3 +186,28 @@ def test_training_is_reproducible_with_a_seed(tmp_path, tiny_config):
     for x, y in zip(_weights(a), _weights(b)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a.sample(8, seed=1), b.sample(8, seed=1))
+
+
+def test_train_xla_on_compiles_the_step_and_checkpoints_stay_portable(tmp_path, tiny_config):
+    """train.xla = "on": TensorFlow's training step goes through XLA (Keras leaves it off on a
+    CPU-only machine) and still learns; a resumed run keeps the choice; the checkpoint records
+    Keras' "auto", so it loads on PyTorch without turning on torch.compile. JAX and PyTorch ignore it."""
+    from kgen import backend
+    from kgen.training.trainer import compile_model
+
+    config = tiny_config("vae", "digits", "train.epochs=3", "train.xla=on")
+    model, run_dir, _ = train(config, run_dir=tmp_path / "run", verbose=0)
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"]) - 1.0
+    assert np.isfinite(float(rows[-1]["val_loss"]))
+    default = compile_model(kgen.build_model("vae", input_shape=(8, 8, 1), num_levels=17), tiny_config()["train"])
+    if backend.name() == "tensorflow":
+        assert model.jit_compile is True and default.jit_compile is False
+    assert checkpoint.load_model(run_dir / "last.keras").get_compile_config()["jit_compile"] == "auto"
+    resumed, _, _ = train(None, run_dir=run_dir, resume=True, epochs=4, verbose=0)
+    if backend.name() == "tensorflow":
+        assert resumed.jit_compile is True
+    off = tiny_config("vae", "digits", "train.xla=off")["train"]
+    assert compile_model(kgen.build_model("vae", input_shape=(8, 8, 1), num_levels=17), off).jit_compile is (
+        False if backend.name() == "tensorflow" else default.jit_compile
+    )

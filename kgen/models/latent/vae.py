@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from kgen import backend
 from kgen.errors import DataError, UsageError
 from kgen.models.base import GenerativeModel
 from kgen.registry import register_model
@@ -309,14 +310,14 @@ class VAE(GenerativeModel):
         k = self.train_samples
         if k > 1:
             # One (k * batch, latent) draw, read as k samples per example.
-            eps = keras.random.normal(ops.shape(ops.repeat(mean, k, axis=0)), seed=self.seed_generator)
+            eps = backend.random_normal(ops.shape(ops.repeat(mean, k, axis=0)), self.seed_generator)
             eps = ops.reshape(eps, (k, -1, self.latent_dim))
             ll, log_prior, log_q = self._log_weight_terms(x, labels, mean, logvar, eps)
             log_w = ll + log_prior - log_q
             iw = ops.logsumexp(log_w, axis=0) - math.log(k)
             # recon and kl are logged as their k-sample means (the ELBO's terms).
             return {"recon": -ops.mean(ll, axis=0), "kl": ops.mean(log_q - log_prior, axis=0), "iw_bound": iw}
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        eps = backend.random_normal(ops.shape(mean), self.seed_generator)
         z = mean + ops.exp(0.5 * logvar) * eps
         recon = -self.log_likelihood(x, self.decode_params(z, labels))
         kl = self.kl_divergence(mean, logvar)

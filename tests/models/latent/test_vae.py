@@ -206,3 +206,33 @@ def test_iwae_recipe_resolves_and_builds(recipe, k, epochs):
     hparams.pop("conditional", None)
     model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, **hparams)
     assert model.train_samples == k
+
+
+def test_training_noise_is_seeded_standard_normal_with_and_without_xla():
+    """`kgen.backend.random_normal` (the VAE's reparameterization noise): drawn from the model's
+    SeedGenerator (same state, same draw: checkpoints carry it), standard normal, and without XLA
+    exactly Keras' own draw (TensorFlow picks Philox on a CPU). On TensorFlow it also runs under XLA,
+    where Keras' default algorithm is slow (bench/vae_xla_noise_probe.py)."""
+    from kgen import backend
+
+    shape = (400, 250)
+    first = backend.to_numpy(backend.random_normal(shape, keras.random.SeedGenerator(3)))
+    gen = keras.random.SeedGenerator(3)
+    again = backend.to_numpy(backend.random_normal(shape, gen))
+    following = backend.to_numpy(backend.random_normal(shape, gen))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - following).max() > 1.0  # the generator advanced
+    np.testing.assert_array_equal(first, backend.to_numpy(keras.random.normal(shape, seed=keras.random.SeedGenerator(3))))
+    for draw in (first, following):
+        assert abs(draw.mean()) < 0.01 and abs(draw.std() - 1.0) < 0.01
+        assert abs((draw > 1.0).mean() - 0.1587) < 0.005  # the normal's upper tail, not just its moments
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        gen = keras.random.SeedGenerator(3)
+        xla = tf.function(lambda: backend.random_normal(shape, gen), jit_compile=True)
+        a, b = backend.to_numpy(xla()), backend.to_numpy(xla())
+        assert np.abs(a - b).max() > 1.0
+        for draw in (a, b):
+            assert abs(draw.mean()) < 0.01 and abs(draw.std() - 1.0) < 0.01
+            assert abs((draw > 1.0).mean() - 0.1587) < 0.005

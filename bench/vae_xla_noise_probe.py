@@ -1,4 +1,4 @@
-"""Why kgen's VAE step is slower under XLA on a CPU: the probe behind the README's XLA note.
+"""Why kgen's VAE step was slower under XLA on a CPU: the probe behind the README's XLA note.
 
     KGEN_DATA_DIR=../shared/data python bench/vae_xla_noise_probe.py --repeats 5
 
@@ -6,9 +6,10 @@ The same minimal VAE (784-200-200-50 tanh, Bernoulli decoder, batch 100, Adam 1e
 Keras' `fit` on TensorFlow, compiled with XLA (`jit_compile=True`, `steps_per_execution = 8`), four
 ways of drawing the reparameterization noise:
 
-- `keras_seedgenerator`: `keras.random.normal(..., seed=SeedGenerator)`, as every kgen model does (a
-  `tf.random.stateless_normal` on a seed drawn from the generator's state, so checkpoints carry the
-  random state and a resumed run repeats the uninterrupted one);
+- `keras_seedgenerator`: `keras.random.normal(..., seed=SeedGenerator)` (a `tf.random.stateless_normal`
+  with TensorFlow's default algorithm on a seed drawn from the generator's state, so checkpoints carry
+  the random state and a resumed run repeats the uninterrupted one), as kgen's VAE drew until it moved
+  to `kgen.backend.random_normal`, which is `stateless_philox` below;
 - `stateless_philox`, `stateless_threefry`: `tf.random.stateless_normal` with that algorithm on the
   same generator's seed;
 - `tf_stateful`: `tf.random.normal` (TensorFlow's global stateful generator: not checkpointed).

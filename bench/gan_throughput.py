@@ -47,7 +47,7 @@ import json, os, sys, time
 import numpy as np
 import keras, kgen
 from kgen import config as config_lib
-from kgen.training.trainer import build_for_data
+from kgen.training.trainer import build_for_data, compile_model
 
 name, data_path = sys.argv[1], sys.argv[2]
 batch, epochs, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -61,7 +61,7 @@ model = build_for_data(config, kgen.load_dataset("digits"))
 '''
 
 KGEN = SETUP + r'''
-model.compile_for_training(config["train"])  # as `kgen train` compiles
+compile_model(model, config["train"])  # as `kgen train` compiles
 model.fit(x[: 2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
 t = time.perf_counter()
 model.fit(x, batch_size=batch, epochs=epochs, verbose=0, shuffle=False)

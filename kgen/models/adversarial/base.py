@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kgen import backend
 from kgen.backend import adversarial
 from kgen.errors import UsageError
 from kgen.models.base import GenerativeModel
@@ -231,7 +232,7 @@ class AdversarialModel(GenerativeModel):
 
     def draw_latent(self, batch):
         """Latents for `batch` fakes, drawn with the model's seed generator."""
-        return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        return backend.random_normal((batch, self.latent_dim), self.seed_generator)
 
     def generate(self, latent, labels=None, training=False):
         """The generator: latents (and labels) -> examples in data space."""

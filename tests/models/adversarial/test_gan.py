@@ -169,3 +169,19 @@ def test_compile_config_keeps_jit_compile_portable():
     assert model.get_compile_config()["jit_compile"] == "auto"
     model.compile(jit_compile=False)
     assert model.get_compile_config()["jit_compile"] is False
+
+
+def test_training_step_under_xla(data):
+    """`train.xla = "on"` (the digits recipe sets it): on TensorFlow the two-player step compiles
+    through XLA and still updates both players and BatchNorm's statistics; other backends ignore it."""
+    from kgen import backend, config as config_lib
+    from kgen.training.trainer import compile_model
+
+    assert config_lib.resolve(model="gan", dataset="digits")["train"]["xla"] == "on"
+    keras.utils.set_random_seed(0)
+    model = compile_model(tiny_gan(), config_lib.resolve(model="gan", overrides=["train.xla=on"])["train"])
+    if backend.name() == "tensorflow":
+        assert model.jit_compile is True
+    record = fit_and_record(model, data, steps=2)
+    check_training(record, steps=2, extra_metrics=("d_real", "d_fake"), has_batch_norm=True)
+    assert 0.0 < record["history"]["d_real"] < 1.0

@@ -55,10 +55,11 @@ def to_numpy(x):
 # === Random numbers in training steps ===
 #
 # Keras' `keras.random.normal` on TensorFlow is `tf.random.stateless_normal`
-# with the default algorithm, which XLA on a CPU runs far slower than an
-# explicit Philox (bench/vae_xla_noise_probe.py: a VAE step 1.6x
-# faster with ThreeFry). The same seed, drawn from the same `SeedGenerator`,
-# so checkpoints still carry the random state; other backends are untouched.
+# with the default algorithm, which XLA on a CPU runs far slower than a named
+# one (bench/vae_xla_noise_probe.py: a minimal VAE's XLA step 1.6x faster with
+# Philox). Philox is also what TensorFlow picks on a CPU without XLA, so
+# runs without XLA draw exactly the numbers Keras would; the seed comes from the
+# same `SeedGenerator`, so checkpoints still carry the random state.
 
 
 def _tf_normal(shape, seed):
@@ -80,7 +81,7 @@ def random_normal(shape, seed):
     """Standard normal noise of `shape` for a training step, drawn from `seed` (a `SeedGenerator`).
 
     `keras.random.normal(shape, seed=seed)` on JAX and PyTorch; on TensorFlow the
-    same stateless draw with the Philox algorithm named (what TensorFlow picks on a CPU without XLA; fast with XLA too).
+    same stateless draw with the Philox algorithm named, which XLA runs fast.
     """
     return _NORMAL(shape, seed)
 

@@ -50,7 +50,9 @@ class ProgressBar(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         values = [(k, float(v)) for k, v in (logs or {}).items()]
         self.bar.stateful_metrics.update(k for k, _ in values)  # logs are running means already
-        self.bar.update(batch + 1, values=values, finalize=False)
+        # With steps_per_execution = S Keras reports the last step of each call, so an epoch whose
+        # steps are not a multiple of S ends on a step past its last one (504 of 500 at S = 8).
+        self.bar.update(min(batch + 1, self.steps), values=values, finalize=False)
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.update(self.steps, values=[(k, float(v)) for k, v in (logs or {}).items()], finalize=True)

@@ -211,3 +211,17 @@ def test_train_xla_on_compiles_the_step_and_checkpoints_stay_portable(tmp_path, 
     assert compile_model(kgen.build_model("vae", input_shape=(8, 8, 1), num_levels=17), off).jit_compile is (
         False if backend.name() == "tensorflow" else default.jit_compile
     )
+
+
+def test_progress_bar_never_counts_past_the_epoch(capsys):
+    """With steps_per_execution = 8 Keras reports step 503 as the last of a 500-step epoch."""
+    from kgen.training.callbacks import ProgressBar
+
+    bar = ProgressBar(1, 1, steps=500)
+    bar.on_epoch_begin(0)
+    bar.on_train_batch_end(495, {"loss": 1.0})
+    assert bar.bar._seen_so_far == 496
+    bar.on_train_batch_end(503, {"loss": 1.0})
+    assert bar.bar._seen_so_far == 500
+    bar.on_epoch_end(0, {"loss": 1.0})
+    assert "500/500" in capsys.readouterr().out

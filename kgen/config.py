@@ -31,6 +31,7 @@ DEFAULTS = {
         "test_fraction": 0.1,
         "split_seed": 0,
         "max_examples": 0,  # > 0: keep only the first N training examples
+        "train_with_valid": False,  # true: train on train + valid (final-model protocol; val_* then score seen data)
     },
     "train": {
         "epochs": 20,

@@ -55,6 +55,19 @@ class Dataset:
             x_source=None if self.x_source is None else self.x_source[:n],
         )
 
+    def concat(self, other):
+        """This split followed by `other` (another split of the same data set)."""
+        if other.shape != self.shape or other.num_levels != self.num_levels or other.kind != self.kind:
+            raise DataError(f"{self.name}: cannot join the {other.split} split {other.shape} to {self.split} {self.shape}.")
+        if (self.y is None) != (other.y is None) or (self.x_source is None) != (other.x_source is None):
+            raise DataError(f"{self.name}: the {self.split} and {other.split} splits differ in labels or sources.")
+
+        def join(a, b):
+            return None if a is None else np.concatenate([a, b])
+
+        return dataclasses.replace(self, x=join(self.x, other.x), y=join(self.y, other.y),
+                                   x_source=join(self.x_source, other.x_source))
+
 
 def validate_array(x, what):
     """Checks rank, dtype, emptiness and finiteness; returns float32 NHWC or (N, D)."""

@@ -34,14 +34,21 @@ class Pipeline:
         self.config = dict(data_config)
 
     def load(self, split):
+        """One split, preprocessed; with `data.train_with_valid` the train split includes valid."""
+        ds = self._load(split)
+        if split == "train" and self.config["train_with_valid"]:
+            ds = ds.concat(self._load("valid"))
+        if split == "train" and self.config["max_examples"] > 0:
+            ds = ds.subset(self.config["max_examples"])
+        return ds
+
+    def _load(self, split):
         c = self.config
         options = {"valid_fraction": c["valid_fraction"], "test_fraction": c["test_fraction"],
                    "split_seed": c["split_seed"]}
         if c["dir"]:
             options["data_dir"] = c["dir"]
         ds = load_dataset(c["name"], split=split, **options)
-        if split == "train" and c["max_examples"] > 0:
-            ds = ds.subset(c["max_examples"])
         if len(ds) == 0:
             raise DataError(f"{ds.name}: the {split} split is empty.")
         if ds.x_source is not None and (c["binarize"] != "none" or c["dequantize"] or c["logit_alpha"] > 0):

@@ -177,6 +177,9 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         self.train_data = self.pipeline.load("train")
         self.valid_data = self.pipeline.load("valid")
+        if c["data"]["train_with_valid"]:
+            self.log(f"data.train_with_valid: training on train + valid ({len(self.train_data)} examples); "
+                     "val_* metrics score examples the model trains on")
         self.start_epoch = 0
         if self.resume:
             checkpoint.clean_stale(self.run_dir)

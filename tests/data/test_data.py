@@ -9,6 +9,7 @@ import pytest
 
 import kgen
 from kgen.data import from_array, preprocess, toy2d
+from kgen.data.dataset import Dataset
 from kgen.errors import DataError, OfflineError, UsageError
 
 
@@ -169,6 +170,31 @@ def test_binarize_static_and_dynamic():
     e0, e1 = p.prepare(d, epoch=0).x, p.prepare(d, epoch=1).x
     assert set(np.unique(e0)) == {0.0, 1.0} and not np.array_equal(e0, e1)
     np.testing.assert_array_equal(e0, p.prepare(d, epoch=0).x)
+
+
+def test_train_with_valid_joins_the_valid_split_after_train():
+    """`data.train_with_valid` (the final-model protocol): the train split is train then valid, each
+    preprocessed as on its own (static binarization keeps each split's draw); `max_examples` still
+    limits the joined set; valid and test are unchanged."""
+    from kgen.data.pipeline import Pipeline
+    from kgen import config as config_lib
+
+    for binarize in ("none", "static"):
+        plain = Pipeline(config_lib.resolve(overrides=[f"data.binarize={binarize}"])["data"])
+        c = config_lib.resolve(overrides=[f"data.binarize={binarize}", "data.train_with_valid=true"])["data"]
+        joined = Pipeline(c)
+        train, valid = plain.load("train"), plain.load("valid")
+        both = joined.load("train")
+        assert len(both) == len(train) + len(valid) and both.split == "train"
+        np.testing.assert_array_equal(both.x, np.concatenate([train.x, valid.x]))
+        np.testing.assert_array_equal(both.y, np.concatenate([train.y, valid.y]))
+        np.testing.assert_array_equal(joined.load("valid").x, valid.x)
+        np.testing.assert_array_equal(joined.load("test").x, plain.load("test").x)
+    n = len(train) + 5
+    capped = Pipeline(dict(c, max_examples=n)).load("train")
+    np.testing.assert_array_equal(capped.x, np.concatenate([train.x, valid.x[:5]]))
+    with pytest.raises(DataError, match="cannot join"):
+        train.concat(Dataset("digits", "valid", np.zeros((3, 4, 4, 1), "float32"), num_levels=17))
 
 
 def test_digits_attribution_is_shipped():

@@ -8,7 +8,7 @@ import pytest
 import kgen
 from kgen import checkpoint
 from kgen.errors import CheckpointError, TrainingDiverged, UsageError
-from kgen.training.trainer import train
+from kgen.training.trainer import Trainer, train
 
 
 def _weights(model):
@@ -211,6 +211,18 @@ def test_train_xla_on_compiles_the_step_and_checkpoints_stay_portable(tmp_path, 
     assert compile_model(kgen.build_model("vae", input_shape=(8, 8, 1), num_levels=17), off).jit_compile is (
         False if backend.name() == "tensorflow" else default.jit_compile
     )
+
+
+def test_train_with_valid_trains_on_both_splits_and_says_so(tmp_path, tiny_config):
+    """The run trains on train + valid (an epoch's steps count both) and its log says that the
+    val_* metrics now score seen data."""
+    n = len(kgen.load_dataset("digits", split="train")) + len(kgen.load_dataset("digits", split="valid"))
+    config = tiny_config("vae", "digits", "train.epochs=1", "data.max_examples=0", "data.train_with_valid=true")
+    messages = []
+    trainer = Trainer(config, run_dir=tmp_path / "run", verbose=0, log=messages.append)
+    trainer.setup()
+    assert len(trainer.train_data) == n and trainer.steps_per_epoch == -(-n // config["train"]["batch_size"])
+    assert any(f"training on train + valid ({n} examples)" in m and "val_*" in m for m in messages)
 
 
 def test_progress_bar_never_counts_past_the_epoch(capsys):

@@ -189,7 +189,8 @@ print(history.history["loss"][-1] < history.history["loss"][0], again.sample(3, 
 
 
 @pytest.mark.parametrize("recipe, k, epochs", [("binarized_mnist_iwae", 50, 3280), ("binarized_mnist_iwae_cpu", 5, 600),
-                                               ("binarized_mnist_iwae10_cpu", 10, 600)])
+                                               ("binarized_mnist_iwae10_cpu", 10, 600),
+                                               ("binarized_mnist_iwae10_full_cpu", 10, 450)])
 def test_iwae_recipe_resolves_and_builds(recipe, k, epochs):
     """The IWAE recipes (paper-sized, a GPU run; CPU-sized): Burda et al.'s architecture trained on the k-sample
     bound with cosine decay, evaluated with k = 5000."""
@@ -202,6 +203,9 @@ def test_iwae_recipe_resolves_and_builds(recipe, k, epochs):
         assert config["model"][key] == cpu["model"][key], key
     assert config["train"]["epochs"] == epochs and config["evaluate"]["iw_samples"] == 5000
     assert config["train"]["lr_schedule"] == "cosine"
+    # "full": trained on train + valid, so valid cannot pick the checkpoint (the last epochs are the best)
+    assert config["data"]["train_with_valid"] == recipe.endswith("_full_cpu")
+    assert (config["train"]["checkpoint_metric"] == "loss") == recipe.endswith("_full_cpu")
     hparams = config_lib.model_hparams(config)
     hparams.pop("conditional", None)
     model = kgen.build_model("vae", input_shape=(28, 28, 1), num_levels=2, **hparams)

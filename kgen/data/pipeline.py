@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from kgen import config as config_lib
 from kgen.data import load_dataset, preprocess, translation
 from kgen.errors import DataError
 
@@ -31,7 +32,8 @@ class Pipeline:
     """Loads and preprocesses the data a config names."""
 
     def __init__(self, data_config):
-        self.config = dict(data_config)
+        # Checkpoints written before a `[data]` key existed lack it: its default applies.
+        self.config = {**config_lib.DEFAULTS["data"], **data_config}
 
     def load(self, split):
         """One split, preprocessed; with `data.train_with_valid` the train split includes valid."""

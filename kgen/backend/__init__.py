@@ -89,6 +89,51 @@ def random_normal(shape, seed):
 _NORMAL = _tf_normal if name() == "tensorflow" else _keras_normal
 
 
+# === One epoch of in-memory data for `fit` ===
+#
+# The trainer calls `fit` once per epoch (each epoch gets its own permutation
+# and, with dynamic binarization, its own draw). On TensorFlow, Keras feeds
+# NumPy arrays through a tf.data pipeline that autotunes, and deleting an
+# autotuned iterator blocks until the autotuner's next wake-up, whose sleep
+# doubles from 10 ms: an iterator dropped ~12 s after it was made is released
+# only at ~20.5 s (bench/tf_data_iterator_release_probe.py). It does not happen
+# every time; in `kgen train` it added ~8 s to about half the 12-s epochs of the
+# binarized-MNIST recipes (and up to ~1.3 s to their ~1.2-s validation passes).
+
+
+def _tf_batches(inputs, batch_size):
+    import tensorflow as tf
+
+    def floatx(a):  # as Keras' own pipeline does: floats arrive in floatx
+        a = np.asarray(a)
+        return a.astype(keras.config.floatx()) if np.issubdtype(a.dtype, np.floating) else a
+
+    inputs = tuple(map(floatx, inputs)) if isinstance(inputs, tuple) else floatx(inputs)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    # A 1-tuple element: Keras reads it as x alone (a tuple of arrays stays one multi-part x).
+    return tf.data.Dataset.from_tensor_slices((inputs,)).batch(batch_size).prefetch(2).with_options(options)
+
+
+def fit_data(inputs, batch_size):
+    """`fit` keyword arguments for one pass over `inputs` (an array or a tuple of arrays), in order.
+
+    TensorFlow: `x` a tf.data pipeline (batches in order, the last one partial,
+    two prefetched) with tf.data's autotuning off, so `fit` returns when its
+    data ends. JAX and PyTorch: the arrays and `batch_size`, as Keras takes them.
+    """
+    if name() != "tensorflow":
+        return {"x": inputs, "batch_size": batch_size}
+    return {"x": _tf_batches(inputs, batch_size)}
+
+
+def validation_data(inputs, batch_size):
+    """`fit` keyword arguments that evaluate `inputs` after each epoch, as `fit_data` feeds them."""
+    if name() != "tensorflow":
+        return {"validation_data": (inputs,), "validation_batch_size": batch_size}
+    return {"validation_data": _tf_batches(inputs, batch_size)}
+
+
 # === Compiled inference functions ===
 #
 # `fit` compiles the training step on every backend; evaluation and sampling

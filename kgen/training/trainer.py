@@ -245,14 +245,13 @@ class Trainer:
                 callbacks.append(ProgressBar(epoch + 1, epochs, steps))
             start = time.perf_counter()
             hist = self.model.fit(
-                inputs,
-                batch_size=batch_size,
+                **backend.fit_data(inputs, batch_size),
+                **backend.validation_data(self.valid_inputs, batch_size),
                 epochs=epoch + 1,
                 initial_epoch=epoch,
                 shuffle=False,
                 verbose=0,
                 callbacks=callbacks,
-                validation_data=(self.valid_inputs,),
             )
             if guard.bad is not None:
                 raise TrainingDiverged(

@@ -237,3 +237,29 @@ def test_progress_bar_never_counts_past_the_epoch(capsys):
     assert bar.bar._seen_so_far == 500
     bar.on_epoch_end(0, {"loss": 1.0})
     assert "500/500" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_fit_data_feeds_each_example_once_in_order(parts):
+    """What the trainer hands `fit` each epoch. On TensorFlow a tf.data pipeline with autotuning off
+    (deleting an autotuned iterator can block `fit`'s return for seconds); elsewhere the arrays."""
+    from kgen import backend
+
+    x = np.arange(30, dtype="float64").reshape(10, 3)
+    inputs = x if parts == 1 else (x, np.arange(10, dtype="int32"))
+    train, valid = backend.fit_data(inputs, 4), backend.validation_data(inputs, 4)
+    if backend.name() != "tensorflow":
+        assert train == {"x": inputs, "batch_size": 4}
+        assert valid == {"validation_data": (inputs,), "validation_batch_size": 4}
+        return
+    assert set(train) == {"x"} and set(valid) == {"validation_data"}
+    for data in (train["x"], valid["validation_data"]):
+        assert data.options().autotune.enabled is False
+        batches = [element[0] for element in data.as_numpy_iterator()]  # 1-tuples: x alone
+        first = [b if parts == 1 else b[0] for b in batches]
+        assert [len(b) for b in first] == [4, 4, 2]  # in order, the last batch partial
+        np.testing.assert_array_equal(np.concatenate(first), x)
+        assert first[0].dtype == np.float32  # floats in floatx, as Keras' own pipeline gives them
+        if parts == 2:
+            np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), np.arange(10))
+            assert batches[0][1].dtype == np.int32

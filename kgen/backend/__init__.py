@@ -94,11 +94,11 @@ _NORMAL = _tf_normal if name() == "tensorflow" else _keras_normal
 # The trainer calls `fit` once per epoch (each epoch gets its own permutation
 # and, with dynamic binarization, its own draw). On TensorFlow, Keras feeds
 # NumPy arrays through a tf.data pipeline that autotunes, and deleting an
-# autotuned iterator blocks until the autotuner's next wake-up, whose sleep
-# doubles from 10 ms: an iterator dropped ~12 s after it was made is released
-# only at ~20.5 s (bench/tf_data_iterator_release_probe.py). It does not happen
-# every time; in `kgen train` it added ~8 s to about half the 12-s epochs of the
-# binarized-MNIST recipes (and up to ~1.3 s to their ~1.2-s validation passes).
+# autotuned iterator (which ends every `fit`) can block until the autotuner's
+# next wake-up, whose sleep doubles from 10 ms (wake-ups ~10.2 and ~20.5 s after
+# the iterator was made). bench/tf_data_iterator_release_probe.py: with that
+# feed, 5 of 8 epochs of the k = 10 IWAE recipe waited 4-10 s after their last
+# callback and took ~20.7 s instead of ~12.5 s; with this one, none did.
 
 
 def _tf_batches(inputs, batch_size):

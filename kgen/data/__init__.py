@@ -15,9 +15,13 @@ from kgen.errors import UsageError, did_you_mean
 
 DATASETS = {
     "digits": (loaders.load_digits, "UCI 8x8 handwritten digits, 17 levels, labels (bundled, offline)"),
-    "binarized_mnist": (loaders.load_binarized_mnist, "MNIST statically binarized (Larochelle & Murray 2011)"),
-    "mnist": (functools.partial(loaders.load_keras_dataset, "mnist"), "MNIST 28x28, 256 levels (keras.datasets)"),
-    "fashion_mnist": (functools.partial(loaders.load_keras_dataset, "fashion_mnist"), "Fashion-MNIST 28x28 (keras.datasets)"),
+    "binarized_mnist": (loaders.load_binarized_mnist, "MNIST statically binarized (Larochelle & Murray 2011); "
+                        "labels on the test split only (shipped), train and valid unlabelled"),
+    "mnist": (functools.partial(loaders.load_idx_dataset, "mnist"),
+              "MNIST 28x28, 256 levels, labels (IDX files from data.dir / KGEN_DATA_DIR, else keras.datasets)"),
+    "fashion_mnist": (functools.partial(loaders.load_idx_dataset, "fashion_mnist"),
+                      "Fashion-MNIST 28x28, 256 levels, labels (IDX files from data.dir / KGEN_DATA_DIR / "
+                      "apt dataset-fashion-mnist, else keras.datasets)"),
     "cifar10": (functools.partial(loaders.load_keras_dataset, "cifar10"), "CIFAR-10 32x32 RGB (keras.datasets)"),
 }
 DATASETS.update(translation.TRANSLATION_DATASETS)

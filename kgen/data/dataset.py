@@ -24,6 +24,9 @@ class Dataset:
             `x` then holds the targets (domain B). See `kgen.data.translation`.
         paired: translation data only: whether `x_source[i]` is the source of
             `x[i]` (else the domains are unrelated sets, maybe of other sizes).
+        labelled_splits: for a data set whose splits differ in having labels,
+            the splits that have them (binarized_mnist: `("test",)`); None when
+            every split is alike. `missing_labels` uses it to say where labels are.
     """
 
     name: str
@@ -35,6 +38,7 @@ class Dataset:
     num_classes: int = None
     x_source: np.ndarray = None
     paired: bool = None
+    labelled_splits: tuple = None
 
     def __len__(self):
         return len(self.x)
@@ -47,6 +51,23 @@ class Dataset:
     @property
     def num_dims(self):
         return int(np.prod(self.shape))
+
+    def missing_labels(self, what):
+        """The one-line error when `what` (e.g. "a conditional model") needs labels and this split has none.
+
+        Names the splits that do have labels when the data set has some.
+        """
+        if self.labelled_splits and self.split not in self.labelled_splits:
+            only = ", ".join(self.labelled_splits)
+            plural = "s have" if len(self.labelled_splits) > 1 else " has"
+            return (
+                f"{self.name}: {what} needs labels and its {self.split} split has none; only its {only} "
+                f"split{plural} labels: use that split, a labelled data set, or a .npz with key 'y'."
+            )
+        return (
+            f"{self.name}: {what} needs labels and this data set has none; "
+            "supply a .npz with key 'y' or a labelled folder of PNGs."
+        )
 
     def subset(self, n):
         """The first `n` examples (loaders shuffle with a fixed seed)."""

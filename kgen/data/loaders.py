@@ -3,11 +3,14 @@
 import gzip
 import hashlib
 import importlib.resources
+import io
 import os
 import pathlib
+import struct
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -147,26 +150,247 @@ def load_binarized_mnist(split="train", data_dir=None, **_):
             raise OfflineError(hint) from None
         x, source = _read_amat(target), str(target)
     x = _verify_binarized(x, split, source)
+    y = binarized_mnist_labels() if split in BINARIZED_MNIST_LABELLED_SPLITS else None
     return Dataset(
-        "binarized_mnist", split, x.reshape(-1, 28, 28, 1).astype("float32"), None,
-        kind="image", num_levels=2,
+        "binarized_mnist", split, x.reshape(-1, 28, 28, 1).astype("float32"), y,
+        kind="image", num_levels=2, num_classes=None if y is None else 10,
+        labelled_splits=BINARIZED_MNIST_LABELLED_SPLITS,
     )
+
+
+# The digit class of each test image, shipped with kgen (kgen/data/files/README.md says how
+# they were obtained). The train and valid splits are shuffled and have no published labels.
+BINARIZED_MNIST_LABELS = importlib.resources.files("kgen.data").joinpath("files/binarized_mnist_labels.npz")
+BINARIZED_MNIST_LABELS_SHA256 = "f7cd9d3a7438833ddaff2865a3ef3497a9479b8a1fc1e2dc2db0faf6648419c2"
+BINARIZED_MNIST_LABELLED_SPLITS = ("test",)
+
+
+def binarized_mnist_labels():
+    """The 10000 int32 labels of binarized MNIST's test split, SHA-256 verified."""
+    source = BINARIZED_MNIST_LABELS
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{source} is missing from this kgen installation; reinstall kgen.") from None
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+            y = f["test"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{source} is corrupted ({type(e).__name__}: {e}); reinstall kgen.") from None
+    digest = hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()
+    if y.dtype != np.uint8 or y.shape != (BINARIZED_MNIST_SIZES["test"],) or digest != BINARIZED_MNIST_LABELS_SHA256:
+        raise DataError(
+            f"{source} is corrupted: labels {y.dtype} {y.shape} with SHA-256 {digest[:12]}..., expected "
+            f"uint8 ({BINARIZED_MNIST_SIZES['test']},) with {BINARIZED_MNIST_LABELS_SHA256[:12]}...; reinstall kgen."
+        )
+    return y.astype("int32")
+
+
+# === MNIST and Fashion-MNIST: the canonical IDX files ===
+
+# Debian's data set packages install here (`apt-get install dataset-fashion-mnist` puts the four
+# `*-idx?-ubyte.gz` files in /usr/share/datasets/fashion-mnist/). A module constant so tests can move it.
+DEBIAN_DATASETS = pathlib.Path("/usr/share/datasets")
+# The folder each data set's files live in, as Debian and keras.datasets name it.
+IDX_FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# SHA-256 of each file's IDX content (after gunzip). The content, not the .gz, is hashed: the .gz bytes
+# differ between copies (Debian's are recompressed: their MD5s are not the published ones), the
+# content does not. Checked against the files themselves and against published values; see
+# kgen/data/files/README.md.
+IDX_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+
+
+def parse_idx(raw, source="IDX data"):
+    """An IDX file's bytes (already gunzipped) -> a native-endian NumPy array.
+
+    IDX (LeCun's MNIST format): two zero bytes, a type code (0x08 uint8, 0x09 int8,
+    0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions,
+    each dimension as a big-endian uint32, then the values, big-endian, row-major.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{source} is corrupted or not an IDX file (starts {bytes(raw[:4]).hex()}, expected "
+                        "00 00 <type> <ndim>); delete it and supply the original file.")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{source} is truncated: {len(raw)} bytes, shorter than its {header}-byte IDX header; "
+                        "delete it and supply the original file.")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + dtype.itemsize * int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "corrupted"
+        raise DataError(f"{source} is {state}: {len(raw)} bytes, its header {dims} calls for {expected}; "
+                        "delete it and supply the original file.")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _idx_bytes(path):
+    """A file's IDX bytes, gunzipped when it is gzipped (by content, not by name)."""
+    raw = pathlib.Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path} is corrupted or truncated (gzip: {e}); "
+                            "delete it and supply the original file.") from None
+    return raw
+
+
+def read_idx(path):
+    """An IDX file (`*-idx?-ubyte`, gzipped or not) -> a NumPy array."""
+    return parse_idx(_idx_bytes(path), str(path))
+
+
+def _idx_sha256(array):
+    """SHA-256 of the IDX file that holds `array` (header then big-endian values)."""
+    array = np.ascontiguousarray(array)
+    code = _IDX_CODES.get(array.dtype.newbyteorder("="))
+    if code is None:
+        return "not an IDX type: " + str(array.dtype)
+    digest = hashlib.sha256(struct.pack(f">BBBB{array.ndim}I", 0, 0, code, array.ndim, *array.shape))
+    digest.update(array.astype(array.dtype.newbyteorder(">"), copy=False).tobytes())
+    return digest.hexdigest()
+
+
+def _verify_idx(name, base, array, source):
+    digest = _idx_sha256(array)
+    expected = IDX_SHA256[name][base]
+    if digest != expected:
+        raise DataError(
+            f"{name}: {source} is corrupted or not the canonical {base} (SHA-256 of its IDX content "
+            f"{digest[:12]}..., expected {expected[:12]}...); delete it and supply the original file."
+        )
+    return array
+
+
+def _keras_cache():
+    """Where keras.datasets caches its downloads: $KERAS_HOME/datasets or ~/.keras/datasets."""
+    return pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "datasets"
+
+
+def idx_places(name, data_dir=None):
+    """The folders searched for `name`'s IDX files, in order: (folder, what it is)."""
+    subfolders = list(dict.fromkeys([IDX_FOLDERS[name], name]))
+    places = []
+    for root, what in ((data_dir, "data.dir"), (os.environ.get("KGEN_DATA_DIR"), "$KGEN_DATA_DIR")):
+        if root:
+            root = pathlib.Path(root).expanduser()
+            places += [(root, what)] + [(root / sub, what) for sub in subfolders]
+    places.append((DEBIAN_DATASETS / IDX_FOLDERS[name], "Debian package"))
+    if name != "mnist":  # keras.datasets caches MNIST as one mnist.npz, read below
+        places.append((_keras_cache() / IDX_FOLDERS[name], "Keras cache"))
+    return places
+
+
+def _find(folder, base):
+    for candidate in (folder / f"{base}.gz", folder / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _idx_part(name, part, data_dir):
+    """(images uint8 (N, 28, 28), labels uint8 (N,)) of the official train or test part."""
+    looked = []
+    for folder, what in idx_places(name, data_dir):
+        paths = [_find(folder, base) for base in IDX_FILES[part]]
+        if all(paths):
+            return tuple(_verify_idx(name, base, read_idx(path), f"{path} (from {what})")
+                         for base, path in zip(IDX_FILES[part], paths))
+        looked.append(f"{folder} ({what})")
+    if name == "mnist":
+        npz = _keras_cache() / "mnist.npz"
+        if npz.is_file():
+            return _keras_mnist_npz(npz, part)
+        looked.append(f"{npz} (Keras cache)")
+    files = " and ".join(f"{base}.gz" for base in IDX_FILES[part])
+    fix = ("install them with `apt-get install dataset-fashion-mnist`, copy them into" if name == "fashion_mnist"
+           else "copy them into")
+    fix += " a folder named by --set data.dir=... or $KGEN_DATA_DIR, or run once with internet access"
+    if _offline():
+        raise OfflineError(f"{name}: {files} not found in {'; '.join(looked)}; KGEN_OFFLINE is set, so "
+                           f"nothing was downloaded: {fix}.")
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as e:  # keras raises a bare Exception on failed downloads
+        if isinstance(e, (OSError, urllib.error.URLError)) or "URL fetch failure" in str(e):
+            raise OfflineError(f"{name}: {files} not found in {'; '.join(looked)}, and could not be "
+                               f"downloaded by keras.datasets.{name}: {fix}.") from None
+        raise
+    x, y = (x_test, y_test) if part == "test" else (x_train, y_train)
+    source = f"keras.datasets.{name}'s download (cached in {_keras_cache()})"
+    return (_verify_idx(name, IDX_FILES[part][0], x, source), _verify_idx(name, IDX_FILES[part][1], y, source))
+
+
+def _keras_mnist_npz(npz, part):
+    keys = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}[part]
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            arrays = [f[k] for k in keys]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"mnist: {npz} (Keras cache) is corrupted ({type(e).__name__}: {e}); "
+                        "delete it and load again.") from None
+    return tuple(_verify_idx("mnist", base, a, f"{npz} (Keras cache)") for base, a in zip(IDX_FILES[part], arrays))
+
+
+def load_idx_dataset(name, split="train", data_dir=None, valid_fraction=0.1, split_seed=0, **_):
+    """mnist and fashion_mnist from their canonical IDX files, SHA-256 verified.
+
+    Looks for the `*-idx?-ubyte.gz` files (or gunzipped) in `data_dir`, then
+    $KGEN_DATA_DIR (each also in a sub-folder named after the data set), then the
+    Debian package's folder (/usr/share/datasets/fashion-mnist), then the Keras
+    cache, and only then downloads through `keras.datasets`. The valid split is a
+    fixed-seed 10% of the official training set; test is the official test set.
+    Images are 28x28x1 float32 in [0, 1] (uint8 / 255, 256 levels); 10 classes.
+    """
+    _check_split(split)
+    x, y = _idx_part(name, "test" if split == "test" else "train", data_dir)
+    if split != "test":
+        idx = split_indices(len(x), split, valid_fraction, 0.0, split_seed)
+        x, y = x[idx], y[idx]
+    ds = from_array(x, np.asarray(y).reshape(-1).astype("int32"), name=name, split=split)
+    ds.num_classes = 10
+    return ds
 
 
 # === keras.datasets (download and cache) ===
 
-_KERAS_FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist", "cifar10": "cifar-10-batches-py"}
+_KERAS_FILES = {"cifar10": "cifar-10-batches-py"}
 
 
-def load_keras_dataset(name, split="train", valid_fraction=0.1, split_seed=0, **_):
-    """mnist, fashion_mnist and cifar10 through `keras.datasets`.
+def load_keras_dataset(name, split="train", valid_fraction=0.1, split_seed=0, **options):
+    """cifar10 through `keras.datasets` (mnist and fashion_mnist: `load_idx_dataset`).
 
     The valid split is a fixed-seed 10% of the official training set.
     """
+    if name in IDX_FOLDERS:
+        return load_idx_dataset(name, split, valid_fraction=valid_fraction, split_seed=split_seed, **options)
     _check_split(split)
     import keras
 
-    keras_cache = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "datasets"
+    keras_cache = _keras_cache()
     hint = (
         f"{name} is not cached at {keras_cache / _KERAS_FILES[name]} and could not be downloaded. "
         f"Run once with internet access, or copy the keras.datasets file(s) there."

@@ -92,9 +92,14 @@ def _echo_json(obj):
 
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
-def list_cmd(as_json):
+@click.option("--markdown", is_flag=True, help="Print the model table as Markdown (the README's).")
+def list_cmd(as_json, markdown):
     """Models, data sets and bundled recipes."""
     import kgen
+
+    if markdown:
+        click.echo(kgen.models_markdown())
+        return
     from kgen import config as config_lib
     from kgen.saved import list_pretrained
 

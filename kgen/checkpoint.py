@@ -134,8 +134,8 @@ def load_model(path, compile=True):
     Refuses pickles, `.h5` full models and SavedModels with a clear message, and
     reports a truncated or corrupted file as corrupted (not as missing).
     """
-    import kgen.models  # noqa: F401 (registers the classes)
-
+    # kgen's classes are registered: importing `kgen` (which imported this module)
+    # registers them with Keras as soon as Keras is imported (kgen/__init__.py).
     path = _check_path(path)
     try:
         with zipfile.ZipFile(path) as zf:

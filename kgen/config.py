@@ -15,24 +15,14 @@ import inspect
 import pathlib
 import tomllib
 
+from kgen.data import toy2d
+from kgen.data.pipeline import DATA_DEFAULTS
 from kgen.errors import ConfigError, did_you_mean
 
 DEFAULTS = {
     "description": "",
     "model": {"name": "vae", "conditional": False},  # + the model's own arguments
-    "data": {
-        "name": "digits",
-        "dir": "",  # local files (binarized_mnist); also $KGEN_DATA_DIR
-        "binarize": "none",  # none | static | dynamic
-        "dequantize": False,  # uniform dequantization (continuous densities)
-        "logit_alpha": 0.0,  # > 0: logit transform with this alpha
-        "scale": "unit",  # unit [0, 1] | symmetric [-1, 1]
-        "valid_fraction": 0.1,
-        "test_fraction": 0.1,
-        "split_seed": 0,
-        "max_examples": 0,  # > 0: keep only the first N training examples
-        "train_with_valid": False,  # true: train on train + valid (final-model protocol; val_* then score seen data)
-    },
+    "data": dict(DATA_DEFAULTS),  # kgen.data.pipeline owns the [data] table
     "train": {
         "epochs": 20,
         "batch_size": 64,
@@ -86,8 +76,6 @@ def list_recipes():
 
 
 def _is_points(data_name):
-    from kgen.data import toy2d
-
     return str(data_name) in toy2d.GENERATORS
 
 
@@ -119,7 +107,7 @@ def _check_type(path, value, default):
 
 def model_defaults(model_name):
     """The recipe-settable hyper-parameters of a model and their defaults."""
-    from kgen.registry import get_entry
+    from kgen.api import get_entry  # the facade: it imports every model
 
     cls = get_entry(model_name).cls
     out = {}
@@ -194,7 +182,7 @@ def load_toml(path):
 
 
 def _canonical_model(name):
-    from kgen.registry import canonical_name
+    from kgen.api import canonical_name
 
     return canonical_name(name)
 

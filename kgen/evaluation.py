@@ -44,9 +44,7 @@ from kgen.metrics import fid as fid_lib
 
 def has_likelihood(model):
     """True when the model scores data (`log_prob` or a latent model's `score`)."""
-    from kgen.models.base import GenerativeModel
-
-    return hasattr(model, "score") or type(model).log_prob is not GenerativeModel.log_prob
+    return model.has_likelihood
 
 
 def to_unit(x, data_config):
@@ -223,10 +221,10 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         except UsageError as e:
             # A model that reports its own metrics (pix2pix: no unconditional samples; a data set
             # with no feature classifier) still gets them, with the reason FID/KID are missing.
-            if explicit or not hasattr(model, "evaluate_extra"):
+            if explicit or not model.supports("evaluate_extra"):
                 raise
             result["sample_metrics_skipped"] = str(e)
-    if hasattr(model, "evaluate_extra"):
+    if model.supports("evaluate_extra"):
         result.update(model.evaluate_extra(prepared, eval_config["batch_size"]))
     result.update({"model": model.registered_name, "dataset": data.name, "split": split, "checkpoint": str(path)})
     return result

@@ -1,30 +1,49 @@
-"""One decorator registers a model for `.keras` loading and for the CLI.
+"""The registry: a passive table of models, filled by one decorator.
 
-    @register_model("vae", family="latent", conditional=False)
+    @register_model("vae", family="latent", conditional=True,
+                    tiny=dict(latent_dim=2, hidden_units=(16,)))
     class VAE(GenerativeModel): ...
 
 registers `VAE` with Keras' serialization under the `kgen>` package (so a
-`.keras` file loads with `safe_mode=True`) and under the name `vae` for
-`kgen.build_model`, `kgen list` and `kgen train --model`.
+`.keras` file loads with `safe_mode=True`) and records it under the name
+`vae`. The table knows only what has been imported; the lookups that need
+every model (`kgen.api.get_entry`, `list_entries`, `build_model`) import the
+models first. This module imports nothing of kgen's but the errors, so every
+model can import it without a circle.
 """
 
 import dataclasses
 
 import keras
 
-from kgen.errors import UsageError, did_you_mean
-
 ALL_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
+    """What the registry knows of one model.
+
+    Attributes:
+        name: the registered name (`kgen train --model NAME`): the model's
+            file, recipe folder and test file share it.
+        cls: the `GenerativeModel` subclass.
+        family: "autoregressive", "flow", "latent", "adversarial", ...
+        conditional: True when the model has a version conditional on labels.
+        backends: the Keras backends it runs on.
+        summary: the first line of the class docstring.
+        tiny: hyper-parameters of a tiny instance on the bundled 8x8 digits
+            (`tiny_dataset`): what the conformance test over the registry builds.
+        tiny_dataset: the data set the tiny instance is built for.
+    """
+
     name: str
     cls: type
     family: str
     conditional: bool
     backends: tuple
     summary: str
+    tiny: dict
+    tiny_dataset: str = "digits"
 
     def as_dict(self):
         return {
@@ -37,22 +56,36 @@ class ModelEntry:
         }
 
 
-_MODELS = {}
+MODELS = {}  # name -> ModelEntry, in import order
 
 
-def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS):
-    """Class decorator: registers for serialization and for `build_model`."""
+def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS, tiny=None, tiny_dataset="digits"):
+    """Class decorator: registers for `.keras` serialization and in the model table.
+
+    Args:
+        name: the registered name.
+        family: the model's family (see `ModelEntry`).
+        conditional: the model has a label-conditional version.
+        backends: the Keras backends the model runs on.
+        tiny: the hyper-parameters of a tiny instance (a few hundred to a few
+            thousand weights) for the conformance test; required.
+        tiny_dataset: the data set that tiny instance is built for.
+    """
+    if tiny is None:
+        raise TypeError(f"register_model({name!r}): declare `tiny=` hyper-parameters for the conformance test.")
 
     def decorator(cls):
         cls = keras.saving.register_keras_serializable(package="kgen")(cls)
         doc = (cls.__doc__ or "").strip().splitlines()
-        _MODELS[name] = ModelEntry(
+        MODELS[name] = ModelEntry(
             name=name,
             cls=cls,
             family=family,
             conditional=conditional,
             backends=tuple(backends),
             summary=doc[0] if doc else "",
+            tiny=dict(tiny),
+            tiny_dataset=tiny_dataset,
         )
         cls.registered_name = name
         return cls
@@ -63,37 +96,3 @@ def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS):
 def register_layer(cls):
     """Registers a reusable layer for `.keras` loading."""
     return keras.saving.register_keras_serializable(package="kgen")(cls)
-
-
-def _ensure_models_imported():
-    import kgen.models  # noqa: F401  (registers every family)
-
-
-def canonical_name(name):
-    """The registered name for `name`, forgiving case, dashes and underscores.
-
-    `pixelcnn`, `PixelCNN` and `pixel-cnn` all mean `pixel_cnn`;
-    `gated_pixelcnn` means `gated_pixel_cnn`. Unknown names come back
-    normalized but otherwise unchanged (`get_entry` then says what exists).
-    """
-    _ensure_models_imported()
-    key = str(name).lower().replace("-", "_")
-    if key in _MODELS:
-        return key
-    squashed = {k.replace("_", ""): k for k in _MODELS}
-    return squashed.get(key.replace("_", ""), key)
-
-
-def get_entry(name):
-    key = canonical_name(name)
-    if key not in _MODELS:
-        raise UsageError(
-            f'unknown model "{name}".{did_you_mean(key, _MODELS)} '
-            f"Run `kgen list` to see the {len(_MODELS)} models."
-        )
-    return _MODELS[key]
-
-
-def list_entries():
-    _ensure_models_imported()
-    return [_MODELS[k] for k in sorted(_MODELS)]

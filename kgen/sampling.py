@@ -17,8 +17,8 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     code I swept from -1 to 1 in columns.
     """
     from kgen import checkpoint as ckpt
+    from kgen import figures
     from kgen.saved import pretrained_path
-    from kgen.training import images
 
     out = pathlib.Path(out)
     if out.suffix not in (".png", ".npz"):
@@ -28,7 +28,7 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     state = ckpt.read_state(path)
     if label is not None and not net.conditional:
         raise UsageError(f"{type(net).__name__} in {path} is not conditional: drop --label.")
-    if hasattr(net, "translate"):  # image-to-image models translate the test split instead
+    if net.supports("translate"):  # image-to-image models translate the test split instead
         return translations_to_file(net, state, path, n, seed, out)
     labels = None if label is None else np.full(n, label, "int32")
     columns = None
@@ -42,11 +42,11 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         np.savez(out, x=samples, **extra)
         return out
     if samples.ndim == 2:
-        images.write_points(out, samples[:, :2])
+        figures.write_points(out, samples[:, :2])
     else:
         if state.get("config", {}).get("data", {}).get("scale") == "symmetric":
             samples = (samples + 1.0) / 2.0
-        images.write_grid(out, samples, columns)
+        figures.write_grid(out, samples, columns)
     return out
 
 
@@ -56,11 +56,11 @@ def _latent_figure(net, n, seed, label, interpolate, code):
     if interpolate is not None and code is not None:
         raise UsageError("pass --interpolate or --code, not both.")
     if code is not None:
-        if not hasattr(net, "code_grid"):
+        if not net.supports("code_grid"):
             raise UsageError(f"--code varies InfoGAN's latent codes; {name} has none.")
         steps = 8
         return net.code_grid(num_steps=steps, code=code, seed=0 if seed is None else seed), steps, None
-    if not hasattr(net, "interpolate"):
+    if not net.supports("interpolate"):
         raise UsageError(f"--interpolate walks a GAN's latent space; {name} has no `interpolate`.")
     if interpolate < 2:
         raise UsageError(f"--interpolate needs at least 2 steps, got {interpolate}.")
@@ -80,6 +80,7 @@ def translations_to_file(net, state, path, n, seed, out):
     """
     import dataclasses
 
+    from kgen import figures
     from kgen.data.pipeline import Pipeline
 
     config = state.get("config")
@@ -96,4 +97,4 @@ def translations_to_file(net, state, path, n, seed, out):
         extra = {"target": prepared.x} if prepared.source.paired else {}
         np.savez(out, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
         return out
-    return net.write_translation_figure(out, prepared, n, scale=config["data"]["scale"])
+    return figures.write_translation_figure(out, net, prepared, n, scale=config["data"]["scale"])

@@ -26,7 +26,7 @@ def list_pretrained():
 
 def pretrained_path(model, dataset=None):
     """The shipped checkpoint for `model` (preferring `digits`); `pixelcnn` means `pixel_cnn`."""
-    from kgen.registry import canonical_name
+    from kgen.api import canonical_name
 
     model = canonical_name(model)
     entries = [p for p in list_pretrained() if p["model"] == model]

@@ -47,6 +47,11 @@ def require(supported, what):
         )
 
 
+def steps_per_execution(requested):
+    """Training steps per compiled call: Keras runs PyTorch one step per call and refuses more."""
+    return 1 if name() == "torch" else int(requested)
+
+
 def to_numpy(x):
     """Any backend tensor (or nested list of them) to a NumPy array."""
     return np.asarray(keras.ops.convert_to_numpy(x))

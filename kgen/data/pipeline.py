@@ -10,9 +10,23 @@ import dataclasses
 
 import numpy as np
 
-from kgen import config as config_lib
 from kgen.data import load_dataset, preprocess, translation
 from kgen.errors import DataError
+
+# The recipe's [data] table and its defaults (kgen.config checks recipes against it).
+DATA_DEFAULTS = {
+    "name": "digits",
+    "dir": "",  # local files (binarized_mnist); also $KGEN_DATA_DIR
+    "binarize": "none",  # none | static | dynamic
+    "dequantize": False,  # uniform dequantization (continuous densities)
+    "logit_alpha": 0.0,  # > 0: logit transform with this alpha
+    "scale": "unit",  # unit [0, 1] | symmetric [-1, 1]
+    "valid_fraction": 0.1,
+    "test_fraction": 0.1,
+    "split_seed": 0,
+    "max_examples": 0,  # > 0: keep only the first N training examples
+    "train_with_valid": False,  # true: train on train + valid (final-model protocol; val_* then score seen data)
+}
 
 _SPLIT_SALT = {"train": 0, "valid": 1, "test": 2}
 
@@ -33,7 +47,7 @@ class Pipeline:
 
     def __init__(self, data_config):
         # Checkpoints written before a `[data]` key existed lack it: its default applies.
-        self.config = {**config_lib.DEFAULTS["data"], **data_config}
+        self.config = {**DATA_DEFAULTS, **data_config}
 
     def load(self, split):
         """One split, preprocessed; with `data.train_with_valid` the train split includes valid."""

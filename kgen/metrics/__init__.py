@@ -45,7 +45,7 @@ def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=F
     num_levels = prepared.source.num_levels
     labels = prepared.y if model.conditional else None
     result = {"examples": int(len(prepared.x))}
-    if hasattr(model, "score"):
+    if model.supports("score"):
         terms = model.score(prepared.x, labels, batch_size=batch_size, seed=seed,
                             iw_samples=iw_samples, progress=progress)
         result["nll_kind"] = "bound"

@@ -1,10 +1,50 @@
-"""The base class every kgen model shares."""
+"""The base class every kgen model shares, and the model protocol in one place.
+
+What a model may offer is stated here once, as documented default methods and
+attributes of `GenerativeModel`; the harness (training, sampling, evaluation,
+export, the CLI) asks `model.supports("name")` or reads the attributes, and never
+probes a model with `hasattr`. A new model overrides what it offers:
+
+| capability | methods / attributes | who uses it |
+| --- | --- | --- |
+| sampling (every model) | `noise_spec`, `sample_from_noise` (`sample`, `draw_noise` follow) | `kgen sample`, epoch grids, FID |
+| a density | `log_prob` and `log_prob_kind` ("exact" or "elbo") | `kgen evaluate` (NLL, bits/dim) |
+| a latent model's bounds | `score` (ELBO terms, importance-weighted bound) | `kgen evaluate` |
+| training | `compile_for_training`, `fit_inputs` | `kgen train` |
+| translation (image to image) | `translate`, `translation_panels` | `kgen sample`, epoch figures |
+| latent walks | `interpolate`; InfoGAN's `code_grid` | `kgen sample --interpolate / --code` |
+| extra metrics | `evaluate_extra` | `kgen evaluate` |
+| a 2-D density figure | `draws_density` | epoch figures of 2-D data |
+| serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
+| labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
+"""
 
 import keras
 import numpy as np
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
+from kgen.optimizers import make_optimizer
+
+
+class _FunctionCache:
+    """Compiled helpers by key. A plain object, not a dict: TensorFlow would track a dict
+    attribute and refuse to export a model whose `sample` had been compiled once."""
+
+    def __init__(self):
+        self._fns = {}
+
+    def __contains__(self, key):
+        return key in self._fns
+
+    def __getitem__(self, key):
+        return self._fns[key]
+
+    def __setitem__(self, key, fn):
+        self._fns[key] = fn
+
+    def clear(self):
+        self._fns.clear()
 
 
 class GenerativeModel(keras.Model):
@@ -22,15 +62,84 @@ class GenerativeModel(keras.Model):
             None.
     """
 
-    # "exact" for autoregressive models and flows; "elbo" for latent models.
-    log_prob_kind = "exact"
+    # What `log_prob` returns: "exact" (autoregressive models, flows), "elbo"
+    # (a bound: latent models), or None for a model without a density (GANs).
+    log_prob_kind = None
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, **kwargs):
         super().__init__(**kwargs)
         self.data_shape = tuple(int(d) for d in input_shape)
         self.num_levels = None if num_levels is None else int(num_levels)
         self.num_classes = None if num_classes is None else int(num_classes)
-        self._kgen_fns = {}
+        self._kgen_fns = _FunctionCache()
+
+    # === The protocol ===
+
+    def supports(self, capability):
+        """True when this model offers `capability`, a protocol method of this class.
+
+        `model.supports("translate")`, `supports("score")`, `supports("interpolate")`, ...:
+        a capability is offered when the model's class overrides the default below.
+        """
+        default = getattr(GenerativeModel, capability, None)
+        if not callable(default):
+            raise ValueError(f"{capability!r} is not a method of the model protocol (kgen.models.base).")
+        return getattr(type(self), capability) is not default
+
+    @property
+    def has_likelihood(self):
+        """True when the model scores data: `log_prob`, or a latent model's `score`."""
+        return self.supports("log_prob") or self.supports("score")
+
+    def compile_for_training(self, train_config, steps_per_epoch=None):
+        """Compiles from a recipe's `[train]` table (how `kgen train` compiles every model).
+
+        The default: one optimizer from `kgen.optimizers.make_optimizer` and the
+        recipe's steps per execution (`kgen.backend.steps_per_execution`). Models
+        with several optimizers (GANs: one per player) override this and build
+        each through `make_optimizer` too.
+        """
+        self.compile(optimizer=make_optimizer(train_config, steps_per_epoch),
+                     steps_per_execution=backend.steps_per_execution(train_config.get("steps_per_execution", 1)))
+
+    def fit_inputs(self, x, labels=None, source=None):
+        """What `fit` takes from prepared arrays: `x`, or `(x, labels)` for a conditional model.
+
+        Image-to-image models override it: they train on the (source, target) pairs
+        of a translation data set (`source` is the source image of each row of `x`).
+        """
+        return self.model_inputs(x, labels)
+
+    def score(self, x, labels=None, batch_size=256, seed=0, iw_samples=0, progress=None):
+        """A latent model's per-example bound terms in nats: `{"elbo", "recon", "kl"[, "iw_bound"]}`.
+
+        `iw_samples` k > 0 adds the importance-weighted bound (Burda et al. 2016).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no variational bound to score.")
+
+    def translate(self, source, direction="a2b", batch_size=256):
+        """An image-to-image model's translations of `source` images (NumPy)."""
+        raise NotImplementedError(f"{type(self).__name__} does not translate images.")
+
+    def translation_panels(self, source, target=None, direction="a2b", per_row=None):
+        """(images, columns) of a source | translated (| target) grid (translation models)."""
+        raise NotImplementedError(f"{type(self).__name__} does not translate images.")
+
+    def interpolate(self, z_start, z_end, num_steps=8, method="slerp", labels=None):
+        """`num_steps` samples along a path between two latent vectors (models with a latent input)."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent space to walk.")
+
+    def code_grid(self, num_steps=8, code=0, seed=0):
+        """Samples with the latent codes swept: categories in rows, one continuous code in columns."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent codes to sweep.")
+
+    def evaluate_extra(self, prepared, batch_size=256):
+        """Metrics of the model's own (a dict), added to `kgen evaluate`'s result."""
+        raise NotImplementedError(f"{type(self).__name__} reports no metrics of its own.")
+
+    # A 2-D model whose `log_prob` is cheap draws its density beside data and samples
+    # in each epoch's figure (`kgen.figures.write_epoch_figure`).
+    draws_density = False
 
     # === Compile ===
 
@@ -93,10 +202,7 @@ class GenerativeModel(keras.Model):
                 f"{self.data_shape}; train a new model on this data set."
             )
         if self.conditional and data.y is None:
-            raise DataError(
-                f"{data.name}: a conditional model needs labels and this data set has none; "
-                "supply a .npz with key 'y' or a labelled folder of PNGs."
-            )
+            raise DataError(data.missing_labels("a conditional model"))
         if self.conditional and int(data.y.max()) >= self.num_classes:
             raise DataError(
                 f"{data.name}: label {int(data.y.max())} is out of range for a model with "

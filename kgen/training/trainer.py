@@ -23,34 +23,14 @@ import time
 import keras
 import numpy as np
 
-from kgen import backend, checkpoint, config as config_lib
+from kgen import backend, checkpoint, config as config_lib, figures
+from kgen.api import get_entry
 from kgen.data.pipeline import Pipeline
 from kgen.errors import TrainingDiverged, UsageError
-from kgen.registry import get_entry
-from kgen.training import images
+from kgen.optimizers import make_optimizer  # noqa: F401  (kgen.training.trainer.make_optimizer, as before)
 from kgen.training.callbacks import NaNGuard, ProgressBar
 
 RUN_MARKER = "config.toml"
-
-
-def make_optimizer(train_config, steps_per_epoch=None):
-    """The recipe's optimizer; `train.lr_schedule = "cosine"` needs `steps_per_epoch`.
-
-    Cosine decay (Loshchilov & Hutter 2017, without restarts) follows the
-    optimizer's own step count, which checkpoints keep, so a resumed run goes on
-    along the same curve; it reaches 0 after `train.epochs` epochs.
-    """
-    learning_rate = train_config["learning_rate"]
-    if train_config.get("lr_schedule", "constant") == "cosine":
-        if not steps_per_epoch:
-            raise UsageError('train.lr_schedule = "cosine" needs the steps per epoch; train with `kgen train`.')
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=int(train_config["epochs"]) * int(steps_per_epoch)
-        )
-    kwargs = {"learning_rate": learning_rate}
-    if train_config["clipnorm"] > 0:
-        kwargs["clipnorm"] = train_config["clipnorm"]
-    return keras.optimizers.get({"class_name": train_config["optimizer"], "config": kwargs})
 
 
 def set_xla(model, train_config):
@@ -68,18 +48,8 @@ def set_xla(model, train_config):
 
 
 def compile_model(model, train_config, steps_per_epoch=None):
-    """Compiles `model` as the recipe says (models with two optimizers compile themselves)."""
-    if hasattr(model, "compile_for_training"):  # e.g. two optimizers (GANs)
-        if train_config.get("lr_schedule", "constant") != "constant":
-            raise UsageError(
-                f"{type(model).__name__} trains its players at a constant learning rate; "
-                'remove train.lr_schedule (or set it to "constant").'
-            )
-        model.compile_for_training(train_config)
-    else:
-        # Keras runs PyTorch one step per call; steps_per_execution > 1 is refused there.
-        steps = 1 if backend.name() == "torch" else train_config["steps_per_execution"]
-        model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), steps_per_execution=steps)
+    """Compiles `model` as the recipe says (`GenerativeModel.compile_for_training`), then `train.xla`."""
+    model.compile_for_training(train_config, steps_per_epoch)
     return set_xla(model, train_config)
 
 
@@ -105,15 +75,13 @@ def build_for_data(config, data):
 def fit_inputs(model, prepared, perm=None):
     """What `fit` takes from prepared arrays (rows `perm`): `x`, `(x, labels)`, or `(source, target)`.
 
-    Image-to-image models (`translation_inputs`) train on the sources and
-    targets of a translation data set; every other model on `x` (and labels).
+    Image-to-image models train on the sources and targets of a translation
+    data set; every other model on `x` (and labels): `GenerativeModel.fit_inputs`.
     """
     def take(a):
         return a if a is None or perm is None else a[perm]
 
-    if hasattr(model, "translation_inputs"):
-        return model.translation_inputs(take(prepared.x_source), take(prepared.x))
-    return model.model_inputs(take(prepared.x), take(prepared.y))
+    return model.fit_inputs(take(prepared.x), take(prepared.y), source=take(prepared.x_source))
 
 
 def default_run_dir(config):
@@ -269,7 +237,7 @@ class Trainer:
         epoch = row["epoch"]
         self._write_metrics()
         self._write_samples(epoch)
-        images.write_loss_plot(self.run_dir / "loss.png", self.history)
+        figures.write_loss_plot(self.run_dir / "loss.png", self.history)
         metric = self.config["train"]["checkpoint_metric"]
         value = row.get(metric, row.get("loss"))
         improved = value < self.best
@@ -296,18 +264,13 @@ class Trainer:
         n = self.config["train"]["grid_size"]
         seed = self.config["train"]["seed"]
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
-        if hasattr(self.model, "write_translation_figure"):  # source | translated (| target), fixed valid batch
-            self.model.write_translation_figure(path, self.valid_prepared, n, scale=self.config["data"]["scale"])
+        scale = self.config["data"]["scale"]
+        if self.model.supports("translate"):  # source | translated (| target), fixed valid batch
+            figures.write_translation_figure(path, self.model, self.valid_prepared, n, scale=scale)
             return
         samples = self.model.sample(n, seed=seed)
-        if hasattr(self.model, "write_epoch_figure"):  # e.g. a flow's density beside the data
-            self.model.write_epoch_figure(path, self.train_data, samples)
-        elif self.train_data.kind == "points":
-            images.write_points(path, samples[:, :2], self.train_data.x[:, :2], title=f"samples, epoch {epoch}")
-        else:
-            if self.config["data"]["scale"] == "symmetric":
-                samples = (samples + 1.0) / 2.0
-            images.write_grid(path, samples)
+        figures.write_epoch_figure(path, self.model, samples, self.train_data, scale=scale,
+                                   title=f"samples, epoch {epoch}")
 
 
 def train(config=None, run_dir=None, resume=False, epochs=None, verbose=1, log=print):

@@ -53,7 +53,7 @@ def test_user_npz_and_png_folder(tmp_path):
     assert len(ds) + len(kgen.load_dataset(str(tmp_path / "mine.npz"), split="test")) + len(
         kgen.load_dataset(str(tmp_path / "mine.npz"), split="valid")) == 40
 
-    from kgen.training.images import encode_png
+    from kgen.figures import encode_png
 
     for label in ("a", "b"):
         (tmp_path / "pngs" / label).mkdir(parents=True)

@@ -7,7 +7,7 @@ import kgen
 from kgen.data import translation
 from kgen.data.pipeline import Pipeline
 from kgen.errors import DataError
-from kgen.training.images import encode_png
+from kgen.figures import encode_png
 
 
 def _rows(x):

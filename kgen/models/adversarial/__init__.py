@@ -8,7 +8,7 @@ adapter in `kgen.backend.adversarial`.
 from kgen.models.adversarial.base import AdversarialModel, AdversarialOptimizer
 from kgen.models.adversarial.began import BEGAN
 from kgen.models.adversarial.bigan import BiGAN
-from kgen.models.adversarial.conditional_gan import ConditionalGAN
+from kgen.models.adversarial.cgan import ConditionalGAN
 from kgen.models.adversarial.cycle_gan import CycleGAN
 from kgen.models.adversarial.dcgan import DCGAN
 from kgen.models.adversarial.gan import GAN

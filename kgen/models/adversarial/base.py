@@ -27,6 +27,7 @@ from kgen import backend
 from kgen.backend import adversarial
 from kgen.errors import UsageError
 from kgen.models.base import GenerativeModel
+from kgen.optimizers import make_optimizer
 
 OUTPUT_ACTIVATIONS = ("auto", "sigmoid", "tanh", "linear")
 
@@ -298,25 +299,23 @@ class AdversarialModel(GenerativeModel):
         super().compile(optimizer=composite, **kwargs)
         composite.build_players(self.discriminator_variables(), self.generator_variables())
 
-    def compile_for_training(self, train_config):
+    def compile_for_training(self, train_config, steps_per_epoch=None):
         """Compiles from a recipe's `[train]` table (called by `kgen train`).
 
         Both players get `train.optimizer` at `train.learning_rate` (and
-        `train.clipnorm`); Adam and AdamW take the model's other
-        `optimizer_defaults` (e.g. beta_1 = 0.5).
+        `train.clipnorm`) from `kgen.optimizers.make_optimizer`; Adam and AdamW
+        take the model's other `optimizer_defaults` (e.g. beta_1 = 0.5).
         """
-        name = train_config["optimizer"]
+        if train_config.get("lr_schedule", "constant") != "constant":
+            raise UsageError(
+                f"{type(self).__name__} trains its players at a constant learning rate; "
+                'remove train.lr_schedule (or set it to "constant").'
+            )
 
         def make():
-            kwargs = {"learning_rate": train_config["learning_rate"]}
-            if name in ("adam", "adamw"):
-                kwargs.update({k: v for k, v in self.optimizer_defaults.items() if k != "learning_rate"})
-            if train_config.get("clipnorm", 0) > 0:
-                kwargs["clipnorm"] = train_config["clipnorm"]
-            return keras.optimizers.get({"class_name": name, "config": kwargs})
+            return make_optimizer(train_config, defaults=self.optimizer_defaults)
 
-        # Several steps per compiled call cut per-step dispatch (Keras runs PyTorch one step per call).
-        steps = 1 if keras.config.backend() == "torch" else train_config.get("steps_per_execution", 1)
+        steps = backend.steps_per_execution(train_config.get("steps_per_execution", 1))
         self.compile(discriminator_optimizer=make(), generator_optimizer=make(), steps_per_execution=steps)
 
     # === Training ===

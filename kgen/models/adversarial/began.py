@@ -85,7 +85,8 @@ def _mlp(input_dim, units, outputs, activation_out, name, out_shape=None):
     return model
 
 
-@register_model("began", family="adversarial")
+@register_model("began", family="adversarial",
+                tiny=dict(latent_dim=4, filters=4, num_scales=1))
 class BEGAN(AdversarialModel):
     """Boundary equilibrium GAN (Berthelot et al. 2017): autoencoder discriminator, k_t equilibrium.
 

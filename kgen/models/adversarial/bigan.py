@@ -43,7 +43,8 @@ from kgen.registry import register_model
 ENCODERS = ("deterministic", "gaussian")
 
 
-@register_model("bigan", family="adversarial")
+@register_model("bigan", family="adversarial",
+                tiny=dict(latent_dim=4, generator_units=(16,), encoder_units=(16,), discriminator_units=(16,)))
 class BiGAN(AdversarialModel):
     """BiGAN / ALI (Donahue et al. 2017; Dumoulin et al. 2017): G(z), an encoder E(x), D on joint (x, z) pairs.
 

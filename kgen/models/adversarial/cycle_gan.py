@@ -92,7 +92,9 @@ def resnet_generator(shape, filters=64, downsamples=2, res_blocks=6, norm="insta
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model("cycle_gan", family="adversarial")
+@register_model("cycle_gan", family="adversarial",
+                tiny=dict(generator_filters=4, res_blocks=1, discriminator_filters=(4,)),
+                tiny_dataset="digits_bold")
 class CycleGAN(TranslationModel):
     """CycleGAN (Zhu et al. 2017): two generators and two PatchGANs, least-squares, cycle and identity losses.
 

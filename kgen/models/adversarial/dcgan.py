@@ -22,7 +22,8 @@ from kgen.models.adversarial.gan import _StandardGAN
 from kgen.registry import register_model
 
 
-@register_model("dcgan", family="adversarial")
+@register_model("dcgan", family="adversarial",
+                tiny=dict(latent_dim=4, generator_filters=(8, 4), discriminator_filters=(4, 8)))
 class DCGAN(_StandardGAN):
     """Deep convolutional GAN (Radford et al. 2016): transposed-conv generator, strided-conv discriminator, BatchNorm.
 

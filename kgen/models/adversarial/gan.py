@@ -131,7 +131,8 @@ class _StandardGAN(AdversarialModel):
         return loss, {}
 
 
-@register_model("gan", family="adversarial")
+@register_model("gan", family="adversarial",
+                tiny=dict(latent_dim=4, generator_units=(16,), discriminator_units=(16,)))
 class GAN(_StandardGAN):
     """Generative adversarial network (Goodfellow et al. 2014) with MLP generator and discriminator.
 

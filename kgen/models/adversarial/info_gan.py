@@ -47,7 +47,9 @@ ARCHITECTURES = ("mlp", "conv")
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-@register_model("info_gan", family="adversarial")
+@register_model("info_gan", family="adversarial",
+                tiny=dict(latent_dim=4, num_categories=3, num_continuous=2, generator_filters=(8, 4),
+                          discriminator_filters=(4, 8), q_units=8))
 class InfoGAN(AdversarialModel):
     """InfoGAN (Chen et al. 2016): categorical and continuous latent codes recovered by a Q head (MI lower bound).
 

@@ -227,6 +227,9 @@ class TranslationModel(AdversarialModel):
             raise DataError(f"{type(self).__name__} needs source images: train it on a translation data set.")
         return (np.asarray(source, "float32"), np.asarray(target, "float32"))
 
+    def fit_inputs(self, x, labels=None, source=None):
+        return self.translation_inputs(source, x)
+
     def model_inputs(self, x, labels=None):
         raise UsageError(
             f"{type(self).__name__} trains on (source, target) pairs: use translation_inputs(source, target)."
@@ -304,21 +307,6 @@ class TranslationModel(AdversarialModel):
         panels = np.stack(columns, axis=1).reshape((n * k,) + self.data_shape)
         return panels, per_row * k
 
-    def write_translation_figure(self, path, prepared, n, scale="unit", direction="a2b"):
-        """Writes a PNG grid of source | translated (| target when paired) for the first `n` rows of `prepared`."""
-        from kgen.training import images
-
-        n = min(int(n), len(prepared.x))
-        paired = bool(getattr(prepared.source, "paired", False))
-        source, target = prepared.x_source[:n], (prepared.x[:n] if paired else None)
-        if direction == "b2a":
-            source, target = prepared.x[:n], (prepared.x_source[:n] if paired else None)
-        panels, columns = self.translation_panels(source, target, direction)
-        if scale == "symmetric":
-            panels = (panels + 1.0) / 2.0
-        images.write_grid(path, panels, columns=columns)
-        return path
-
     # === Evaluation ===
 
     def pixel_scale(self):
@@ -361,7 +349,8 @@ class TranslationModel(AdversarialModel):
 # === pix2pix ===
 
 
-@register_model("pix2pix", family="adversarial")
+@register_model("pix2pix", family="adversarial",
+                tiny=dict(generator_filters=4, discriminator_filters=(4,)), tiny_dataset="digits_inpaint")
 class Pix2Pix(TranslationModel):
     """pix2pix (Isola et al. 2017): U-Net generator, PatchGAN on (source, target) pairs, L1 + adversarial loss.
 

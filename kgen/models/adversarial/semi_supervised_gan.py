@@ -111,7 +111,9 @@ def select_labeled(labels, num_labeled, num_classes, seed=0):
     return np.sort(np.concatenate(chosen)).astype("int64")
 
 
-@register_model("semi_supervised_gan", family="adversarial", conditional=False)
+@register_model("semi_supervised_gan", family="adversarial", conditional=False,
+                tiny=dict(latent_dim=4, generator_units=(16,), discriminator_units=(16,), num_labeled=10,
+                          labeled_batch_size=10))
 class SemiSupervisedGAN(AdversarialModel):
     """Semi-supervised GAN (Salimans et al. 2016): a K+1-way discriminator learns from a few labels, G matches features.
 

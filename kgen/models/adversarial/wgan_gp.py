@@ -37,7 +37,8 @@ from kgen.registry import register_model
 ARCHITECTURES = ("mlp", "conv")
 
 
-@register_model("wgan_gp", family="adversarial")
+@register_model("wgan_gp", family="adversarial",
+                tiny=dict(latent_dim=4, generator_filters=(8, 4), critic_filters=(4, 8)))
 class WGANGP(AdversarialModel):
     """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017): critic, penalty on interpolates, n_critic.
 

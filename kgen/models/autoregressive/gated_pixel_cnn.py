@@ -59,7 +59,8 @@ def gate(pre):
     return ops.tanh(a) * ops.sigmoid(b)
 
 
-@register_model("gated_pixel_cnn", family="autoregressive", conditional=True)
+@register_model("gated_pixel_cnn", family="autoregressive", conditional=True,
+                tiny=dict(filters=8, num_layers=2, output_filters=16))
 class GatedPixelCNN(ImageAutoregressiveModel):
     """Gated PixelCNN (van den Oord et al. 2016): vertical/horizontal stacks, gated units, class-conditional.
 

@@ -40,7 +40,8 @@ from kgen.models.autoregressive.base import AutoregressiveModel
 from kgen.registry import register_model
 
 
-@register_model("made", family="autoregressive")
+@register_model("made", family="autoregressive",
+                tiny=dict(hidden_units=(32,)))
 class MADE(AutoregressiveModel):
     """Masked autoencoder for distribution estimation (Germain et al. 2015): exact likelihood, one pass.
 

@@ -69,7 +69,8 @@ def upsample_zeros(x, factor):
     return ops.reshape(y, (n, h * factor, w * factor) + rest)
 
 
-@register_model("multiscale_pixel_cnn", family="autoregressive")
+@register_model("multiscale_pixel_cnn", family="autoregressive",
+                tiny=dict(filters=8, base_blocks=1, group_blocks=1))
 class MultiscalePixelCNN(ImageAutoregressiveModel):
     """Multiscale parallel PixelCNN (Reed et al. 2017): a base PixelCNN and 3 parallel groups per 2x upscaling.
 

@@ -37,7 +37,8 @@ from kgen.registry import register_model
 PREFIX_BLOCK = 16
 
 
-@register_model("nade", family="autoregressive")
+@register_model("nade", family="autoregressive",
+                tiny=dict(hidden_units=16))
 class NADE(AutoregressiveModel):
     """Neural autoregressive distribution estimator (Larochelle & Murray 2011): tied weights, O(DH).
 
@@ -120,7 +121,9 @@ class NADE(AutoregressiveModel):
         totals = ops.einsum("bki,kih->bkh", xb, wb)  # each block's sum
         before_block = ops.pad(ops.cumsum(totals, axis=1)[:, :-1], [[0, 0], [1, 0], [0, 0]])
         lower = ops.convert_to_tensor(np.tril(np.ones((t, t), "float32"), -1))  # [r, i] = i < r
-        within = ops.einsum("ri,bki,kih->bkrh", lower, xb, wb)
+        # x_i W_i per dimension, then the strictly-lower sums as one broadcast matmul. (A three-operand
+        # einsum lowers to a BATCH_MATMUL that LiteRT cannot prepare once there are two or more blocks.)
+        within = ops.matmul(lower, xb[:, :, :, None] * wb[None])
         out = ops.reshape(before_block[:, :, None, :] + within, (-1, blocks * t, units))
         return out[:, :d]
 

@@ -46,7 +46,8 @@ from kgen.models.autoregressive.image import (
 )
 from kgen.registry import register_model
 
-@register_model("pixel_cnn", family="autoregressive")
+@register_model("pixel_cnn", family="autoregressive",
+                tiny=dict(filters=8, num_blocks=1, output_filters=16))
 class PixelCNN(ImageAutoregressiveModel):
     """PixelCNN (van den Oord et al. 2016): masked convolutions, residual blocks, exact likelihood.
 

@@ -87,7 +87,8 @@ def shift_down(x):
     return ops.roll(x, 1, axis=1) * ops.convert_to_tensor(keep, dtype=x.dtype)
 
 
-@register_model("pixel_rnn", family="autoregressive")
+@register_model("pixel_rnn", family="autoregressive",
+                tiny=dict(cell="row_lstm", hidden_units=4, num_layers=1, output_filters=8))
 class PixelRNN(ImageAutoregressiveModel):
     """PixelRNN (van den Oord et al. 2016): Row LSTM or Diagonal BiLSTM layers with residual connections.
 

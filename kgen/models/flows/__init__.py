@@ -6,7 +6,8 @@ built); building a flow on PyTorch raises `kgen.errors.BackendError`.
 
 from kgen.models.flows.base import Flow
 from kgen.models.flows.glow import Glow
-from kgen.models.flows.maf import IAF, MAF
+from kgen.models.flows.iaf import IAF
+from kgen.models.flows.maf import MAF
 from kgen.models.flows.nice import NICE
 from kgen.models.flows.real_nvp import RealNVP
 from kgen.models.flows.spline_flow import SplineFlow

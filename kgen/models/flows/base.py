@@ -40,6 +40,7 @@ class Flow(GenerativeModel):
     """
 
     log_prob_kind = "exact"
+    draws_density = True  # 2-D data: the epoch figure shows the density (kgen.figures)
     litert_endpoints = ("log_prob", "sample")
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, **kwargs):
@@ -231,65 +232,3 @@ class Flow(GenerativeModel):
             return self.decode(z, *labels)
 
         return {"log_prob": (log_prob, [x_spec] + label_spec), "sample": (sample, [x_spec] + label_spec)}
-
-    # === Figures ===
-
-    def write_epoch_figure(self, path, train_data, samples):
-        """2-D data: the model density on a grid beside the data and the samples."""
-        from kgen.training import images
-
-        if self.data_shape == (2,):
-            write_density_figure(self, path, np.asarray(train_data.x), samples)
-        elif len(self.data_shape) == 1:
-            images.write_points(path, samples[:, :2], np.asarray(train_data.x)[:, :2])
-        else:
-            images.write_grid(path, np.clip(samples, 0.0, 1.0))
-
-
-def density_grid(model, bounds, resolution=200, labels=None):
-    """exp(log_prob) of a 2-D flow on a `resolution`^2 grid over `bounds`.
-
-    A conditional flow gives p(x | labels), or with `labels` None the
-    average of p(x | k) over the classes (a uniform label prior).
-    """
-    (x0, x1), (y0, y1) = bounds
-    xs = np.linspace(x0, x1, resolution, dtype="float32")
-    ys = np.linspace(y0, y1, resolution, dtype="float32")
-    gx, gy = np.meshgrid(xs, ys)
-    pts = np.stack([gx.ravel(), gy.ravel()], 1)
-    if not model.conditional:
-        density = np.exp(model.log_prob(pts, batch_size=8192))
-    else:
-        classes = range(model.num_classes) if labels is None else [labels]
-        density = np.mean([np.exp(model.log_prob(pts, np.full(len(pts), k, "int32"), batch_size=8192))
-                           for k in classes], axis=0)
-    return xs, ys, density.reshape(resolution, resolution)
-
-
-def write_density_figure(model, path, data, samples=None, resolution=200):
-    """PNG: histogram of the data | model density | model samples."""
-    from kgen.training.images import _pyplot
-
-    plt = _pyplot()
-    lo, hi = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
-    span = (hi - lo) * 0.15
-    bounds = [(float(lo[0] - span[0]), float(hi[0] + span[0])), (float(lo[1] - span[1]), float(hi[1] + span[1]))]
-    xs, ys, density = density_grid(model, bounds, resolution)
-    panels = 3 if samples is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4))
-    axes[0].hist2d(data[:, 0], data[:, 1], bins=100, range=bounds, cmap="viridis")
-    axes[0].set_title("data")
-    axes[1].imshow(density, origin="lower", extent=[*bounds[0], *bounds[1]], cmap="viridis", aspect="auto")
-    axes[1].set_title("model density")
-    if samples is not None:
-        samples = np.asarray(samples)
-        axes[2].hist2d(samples[:, 0], samples[:, 1], bins=100, range=bounds, cmap="viridis")
-        axes[2].set_title("model samples")
-    for a in axes:
-        a.set_xticks([])
-        a.set_yticks([])
-        a.set_xlim(*bounds[0])
-        a.set_ylim(*bounds[1])
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -36,7 +36,8 @@ from kgen.models.flows.substrate import FLOW_BACKENDS
 from kgen.registry import register_model
 
 
-@register_model("glow", family="flow", conditional=True, backends=FLOW_BACKENDS)
+@register_model("glow", family="flow", conditional=True, backends=FLOW_BACKENDS,
+                tiny=dict(num_scales=2, steps_per_scale=1, filters=8))
 class Glow(Flow):
     """Glow (Kingma & Dhariwal 2018): ActNorm, invertible 1x1 convolutions, affine couplings, multiscale.
 

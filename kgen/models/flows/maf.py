@@ -32,7 +32,8 @@ from kgen.models.flows.substrate import FLOW_BACKENDS
 from kgen.registry import register_model
 
 
-@register_model("maf", family="flow", conditional=True, backends=FLOW_BACKENDS)
+@register_model("maf", family="flow", conditional=True, backends=FLOW_BACKENDS,
+                tiny=dict(num_layers=1, hidden_units=(16,)))
 class MAF(Flow):
     """Masked autoregressive flow (Papamakarios et al. 2017): one-pass density.
 
@@ -97,21 +98,3 @@ class MAF(Flow):
                        "batch_norm": self.batch_norm, "log_scale_clamp": self.log_scale_clamp,
                        "activation": self.activation, "logit_alpha": self.logit_alpha})
         return config
-
-
-@register_model("iaf", family="flow", conditional=True, backends=FLOW_BACKENDS)
-class IAF(MAF):
-    """Inverse autoregressive flow (Kingma et al. 2016): one-pass sampling.
-
-    The inverse of MAF: the same arguments (without `batch_norm`), but
-    sampling costs one MADE pass per layer and the density D passes.
-
-    Example:
-
-    >>> import kgen
-    >>> flow = kgen.build_model("iaf", input_shape=(2,))
-    >>> flow.sample(5, seed=0).shape
-    (5, 2)
-    """
-
-    inverse = True

@@ -27,7 +27,8 @@ from kgen.models.flows.substrate import FLOW_BACKENDS
 from kgen.registry import register_model
 
 
-@register_model("nice", family="flow", backends=FLOW_BACKENDS)
+@register_model("nice", family="flow", backends=FLOW_BACKENDS,
+                tiny=dict(num_couplings=2, hidden_units=(16,)))
 class NICE(Flow):
     """NICE (Dinh et al. 2015): additive couplings and a diagonal scaling.
 

@@ -34,7 +34,8 @@ from kgen.models.flows.substrate import FLOW_BACKENDS
 from kgen.registry import register_model
 
 
-@register_model("real_nvp", family="flow", conditional=True, backends=FLOW_BACKENDS)
+@register_model("real_nvp", family="flow", conditional=True, backends=FLOW_BACKENDS,
+                tiny=dict(num_scales=2, couplings_per_scale=1, filters=8, hidden_units=(16,)))
 class RealNVP(Flow):
     """RealNVP (Dinh et al. 2017): affine couplings; vector and multiscale image variants.
 

@@ -33,7 +33,8 @@ from kgen.registry import register_model
 ARCHITECTURES = ("coupling", "autoregressive")
 
 
-@register_model("spline_flow", family="flow", conditional=True, backends=FLOW_BACKENDS)
+@register_model("spline_flow", family="flow", conditional=True, backends=FLOW_BACKENDS,
+                tiny=dict(num_layers=1, num_bins=4, hidden_units=(8,)))
 class SplineFlow(Flow):
     """Neural spline flow (Durkan et al. 2019): rational-quadratic spline layers.
 

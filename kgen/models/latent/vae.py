@@ -70,7 +70,8 @@ def _dense_stack(units, activation, name):
     return [layers.Dense(u, activation=activation, name=f"{name}_dense_{i}") for i, u in enumerate(units)]
 
 
-@register_model("vae", family="latent", conditional=True)
+@register_model("vae", family="latent", conditional=True,
+                tiny=dict(latent_dim=2, hidden_units=(16,)))
 class VAE(GenerativeModel):
     """Variational autoencoder (Kingma & Welling 2014), also beta-VAE and conditional VAE.
 

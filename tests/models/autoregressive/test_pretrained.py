@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import kgen
 from kgen import config as config_lib
 from kgen.cli.main import main
-from kgen.registry import canonical_name
+from kgen.api import canonical_name
 from kgen.saved import pretrained_path
 
 

@@ -27,7 +27,8 @@ from kgen.registry import register_model
 ARCHITECTURES = ("mlp", "conv")
 
 
-@register_model("cgan", family="adversarial", conditional=True)
+@register_model("cgan", family="adversarial", conditional=True,
+                tiny=dict(latent_dim=4, generator_units=(16,), discriminator_units=(16,)))
 class ConditionalGAN(_StandardGAN):
     """Conditional GAN (Mirza & Osindero 2014): generator and discriminator both see the one-hot label.
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+from kgen.export.common import FORMATS as EXPORT_FORMATS  # Keras-free: the backend is still choosable
 
 
 class KgenGroup(click.Group):
@@ -144,18 +144,20 @@ def list_cmd(as_json, markdown):
 def train(model, dataset, config_file, overrides, epochs, batch_size, seed, run_dir, resume, quiet):
     """Train a model; writes a run folder with checkpoints, metrics and sample grids."""
     from kgen import config as config_lib
+    from kgen.training.trainer import resume_request
     from kgen.training.trainer import train as run_training
 
-    config = None
-    if not resume:
-        sets = list(overrides)
-        if batch_size is not None:
-            sets.append(f"train.batch_size={batch_size}")
-        if seed is not None:
-            sets.append(f"train.seed={seed}")
+    sets = list(overrides)
+    if batch_size is not None:
+        sets.append(f"train.batch_size={batch_size}")
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    if resume:  # values given again must match the run's; the trainer names any that differ
+        if not run_dir:
+            raise click.UsageError("--resume needs --run-dir: the folder of the run to continue.")
+        config = resume_request(run_dir, _config_path(config_file), model=model, dataset=dataset, overrides=sets)
+    else:
         config = config_lib.resolve(_config_path(config_file), model=model, dataset=dataset, overrides=sets)
-    elif model or dataset or config_file or overrides or batch_size or seed is not None:
-        raise click.UsageError("--resume continues a run as it was configured: only --epochs may change.")
     _, run_dir, last = run_training(config, run_dir=run_dir, resume=resume, epochs=epochs,
                                     verbose=0 if quiet else 1, log=click.echo)
     click.echo(f"run folder: {run_dir}  (checkpoint {run_dir / 'last.keras'}, samples in {run_dir / 'samples'})")

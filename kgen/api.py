@@ -4,7 +4,7 @@
 imported; this module sits above the models, imports them all, then answers.
 """
 
-from kgen import backend, models, registry
+from kgen import backend, models, registry  # noqa: F401  (importing the models fills the registry)
 from kgen.errors import UsageError, did_you_mean
 
 

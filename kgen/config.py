@@ -181,7 +181,8 @@ def load_toml(path):
         raise ConfigError(f"config file {path} is not valid TOML: {e}.") from None
 
 
-def _canonical_model(name):
+def canonical_model(name):
+    """The registered name of a model (`pixelcnn` -> `pixel_cnn`)."""
     from kgen.api import canonical_name
 
     return canonical_name(name)
@@ -208,7 +209,7 @@ def resolve(config_file=None, model=None, dataset=None, overrides=(), use_recipe
             model_name = value
         if keys == ["data", "name"]:
             data_name = value
-    model_name = _canonical_model(model_name or DEFAULTS["model"]["name"])
+    model_name = canonical_model(model_name or DEFAULTS["model"]["name"])
     data_name = data_name or DEFAULTS["data"]["name"]
     if not config_file and use_recipe:
         recipe = recipe_path(model_name, data_name)
@@ -255,6 +256,19 @@ def dumps(config):
             lines.append(f"\n[{key}]")
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
     return "\n".join(lines) + "\n"
+
+
+def differences(a, b, ignore=()):
+    """`[(dotted key, value in a, value in b)]` for every key whose value differs (tables flattened)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) or isinstance(y, dict):
+            inner = differences(x if isinstance(x, dict) else {}, y if isinstance(y, dict) else {})
+            out += [(f"{key}.{k}", vx, vy) for k, vx, vy in inner if f"{key}.{k}" not in ignore]
+        elif x != y and key not in ignore:
+            out.append((key, x, y))
+    return out
 
 
 def apply_overrides(config, overrides):

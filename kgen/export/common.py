@@ -2,7 +2,6 @@
 
 import inspect
 
-from kgen import backend
 from kgen.errors import BackendError, KgenError, UsageError, did_you_mean
 
 FORMATS = ("saved_model", "litert", "onnx")
@@ -19,6 +18,8 @@ def require_tensorflow():
     trained on JAX or PyTorch reloads under TensorFlow, so the fix is always
     to run the export in a TensorFlow process.
     """
+    from kgen import backend  # imports Keras: not at module level, so the CLI can read FORMATS first
+
     if backend.name() != "tensorflow":
         raise BackendError(
             f"export runs on the tensorflow backend, not on {backend.name()}: use `kgen export` "

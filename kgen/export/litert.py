@@ -10,7 +10,6 @@ import re
 import tempfile
 
 from kgen.export.common import ExportError
-from kgen.export.saved_model import write_saved_model
 
 _FAILED_ENDPOINT = re.compile(r"failed while converting: '([^']+)'")
 # "TF Select ops: X, Y" (Flex) or "Custom ops: X" (no kernel anywhere).
@@ -33,6 +32,8 @@ def write_litert(model, endpoints, path):
         ExportError: an endpoint needs ops outside the TFLite builtins.
     """
     with tempfile.TemporaryDirectory(prefix="kgen-litert-") as tmp:
+        from kgen.export.saved_model import write_saved_model  # imports Keras (see kgen.export.common)
+
         write_saved_model(model, endpoints, tmp)
         flatbuffer = _convert(tmp, list(endpoints))
     _check_builtin_only(flatbuffer, list(endpoints))

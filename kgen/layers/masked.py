@@ -26,17 +26,24 @@ MASK_TYPES = ("A", "B", "none", "above")
 # === MADE connectivity ===
 
 
-def made_degrees(num_dims, hidden_units, rng, resample_order=True):
+def made_degrees(num_dims, hidden_units, rng=None, resample_order=True):
     """Degrees of MADE's units for one mask.
 
     Input (and output) degrees are the positions 1..D of each dimension in
     the autoregressive order (a random permutation when `resample_order`,
     else the natural order); each hidden unit gets a degree drawn uniformly
     from [min degree of the layer below, D - 1] (Germain et al. 2015, eq. 12).
+    With `rng` None the degrees are fixed: the natural order, and hidden
+    degrees cycling through 1..D-1 so every degree is represented (the flows'
+    conditioners, whose connectivity never changes).
 
     Returns:
         A list of int arrays: input degrees (D,), then one array per hidden layer.
     """
+    if rng is None:
+        top = max(1, num_dims - 1)
+        return [np.arange(1, num_dims + 1).astype("int32")] + [
+            (np.arange(units) % top + 1).astype("int32") for units in hidden_units]
     order = rng.permutation(num_dims) + 1 if resample_order else np.arange(1, num_dims + 1)
     degrees = [order.astype("int32")]
     for units in hidden_units:

@@ -1,9 +1,20 @@
-"""Every model family; importing this registers them all."""
+"""Every model family. Importing this imports every model module under it, which registers each model.
 
-from kgen.models import autoregressive  # noqa: F401
-from kgen.models import adversarial  # noqa: F401
-from kgen.models import flows  # noqa: F401
-from kgen.models import latent  # noqa: F401
+Discovery is automatic: a new model is its own file under `kgen/models/<family>/`, and nothing
+else has to list it (`kgen.registry` records it when the file is imported here).
+"""
+
+import importlib
+import pkgutil
+
 from kgen.models.base import GenerativeModel
+
+
+def _import_every_module():
+    for info in pkgutil.walk_packages(__path__, prefix=__name__ + "."):
+        importlib.import_module(info.name)
+
+
+_import_every_module()
 
 __all__ = ["GenerativeModel"]

@@ -19,12 +19,17 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
 """
 
+import math
+
 import keras
 import numpy as np
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
 from kgen.optimizers import make_optimizer
+
+
+LOG_2PI = math.log(2.0 * math.pi)  # the Gaussian log-density's constant, for every family
 
 
 class _FunctionCache:
@@ -218,6 +223,10 @@ class GenerativeModel(keras.Model):
                 )
             return (x, np.asarray(labels, "int32"))
         return x
+
+    def one_hot_labels(self, labels):
+        """(batch,) integer labels -> (batch, num_classes) one-hot floats (any leading shape flattened)."""
+        return keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), self.num_classes)
 
     def _labels_for(self, n, labels):
         if not self.conditional:

@@ -84,6 +84,25 @@ def fit_inputs(model, prepared, perm=None):
     return model.fit_inputs(take(prepared.x), take(prepared.y), source=take(prepared.x_source))
 
 
+def resume_request(run_dir, config_file=None, model=None, dataset=None, overrides=()):
+    """The config a `--resume` command line asks for, or None when it gives nothing but the run folder.
+
+    Values the command line gives are applied over the run's recorded config (a
+    config file is resolved whole), so the trainer refuses only those that differ.
+    """
+    if not (config_file or model or dataset or overrides):
+        return None
+    marker = pathlib.Path(run_dir) / RUN_MARKER
+    if not marker.is_file():
+        return None  # the trainer says what is wrong with the folder
+    if config_file:
+        return config_lib.resolve(config_file, model=model, dataset=dataset, overrides=overrides)
+    sets = ([(["model", "name"], config_lib.canonical_model(model))] if model else [])
+    sets += [(["data", "name"], dataset)] if dataset else []
+    recorded = config_lib.resolve(config_file=marker)
+    return config_lib.apply_overrides(recorded, sets + list(overrides))
+
+
 def default_run_dir(config):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data = pathlib.Path(str(config["data"]["name"])).stem
@@ -110,7 +129,10 @@ class Trainer:
         self.resume = resume
         if resume:
             self._check_resumable()
-            config = config_lib.resolve(config_file=self.run_dir / RUN_MARKER)
+            recorded = config_lib.resolve(config_file=self.run_dir / RUN_MARKER)
+            if config is not None:  # what the caller asked for must be what the run was
+                self._check_same_config(recorded, config)
+            config = recorded
         elif (self.run_dir / RUN_MARKER).exists() or (self.run_dir / "last.keras").exists():
             raise UsageError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --run-dir."
@@ -120,6 +142,16 @@ class Trainer:
         self.config = config
         self.pipeline = Pipeline(config["data"])
         self.history = []
+
+    def _check_same_config(self, recorded, given):
+        changed = config_lib.differences(recorded, given, ignore=("train.epochs",))
+        if changed:
+            shown = "; ".join(f"{k} is {a!r} in the run, {b!r} now" for k, a, b in changed[:4])
+            more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
+            raise UsageError(
+                f"--resume continues {self.run_dir} as it was configured: {shown}{more}. Drop the changed "
+                "values (only --epochs may change) or start a new run with another --run-dir."
+            )
 
     def _check_resumable(self):
         if not self.run_dir.is_dir():

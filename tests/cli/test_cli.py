@@ -61,10 +61,29 @@ def test_train_resume_extends_and_refuses_changes(trained, tmp_path):
     result = run("train", "--resume", "--run-dir", str(run_dir), "--epochs", "3", "--quiet")
     assert result.exit_code == 0, result.output
     assert (run_dir / "samples" / "epoch_003.png").is_file()
-    result = run("train", "--resume", "--run-dir", str(run_dir), "--model", "vae")
-    assert result.exit_code == 2 and "only --epochs" in result.output
+    result = run("train", "--resume", "--run-dir", str(run_dir), "--model", "pixel_cnn")
+    assert result.exit_code == 2 and "only --epochs" in result.output and "model.name" in result.output
     result = run("train", "--resume", "--run-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_resume_accepts_the_first_command_line_again(trained, tmp_path):
+    """The first command again with --resume is what the run was: accepted. Only a value that differs
+    from the recorded configuration is refused, and the message names its key."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    first = ["train", "--model", "vae", "--dataset", "digits", "--epochs", "2", "--run-dir", str(run_dir),
+             "--set", "data.max_examples=256", "--set", "model.hidden_units=[32]", "--quiet"]
+    result = run(*first, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "already trained 2 of 2 epochs" in result.output
+    result = run(*first, "--resume", "--seed", "5")
+    assert result.exit_code == 2
+    assert "train.seed is 0 in the run, 5 now" in result.output and "model.name" not in result.output
+    result = run(*first[:-1], "--set", "model.hidden_units=[64]", "--resume")
+    assert result.exit_code == 2 and "model.hidden_units is [32] in the run, [64] now" in result.output
 
 
 def test_sample_png_npz_and_pretrained(trained, tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import kgen
+import kgen.api
 from kgen.checkpoint import save_checkpoint
 
 ON_TF = keras.config.backend() == "tensorflow"
@@ -23,15 +24,19 @@ tf_only = pytest.mark.skipif(
     not ON_TF, reason="export runs in a TensorFlow process; other backends: test_cli_export_of_this_backends_checkpoint"
 )
 
-MODELS = {
-    "gan": dict(latent_dim=4, generator_units=(16,), discriminator_units=(16,)),
-    "dcgan": dict(latent_dim=4, generator_filters=(8, 4), discriminator_filters=(4, 8), output_activation="tanh"),
-    "cgan": dict(latent_dim=4, num_classes=10, generator_units=(16,), discriminator_units=(16,)),
-    "info_gan": dict(latent_dim=4, num_categories=3, num_continuous=2, generator_filters=(8, 4),
-                     discriminator_filters=(4, 8), q_units=8),
-    "wgan_gp": dict(latent_dim=4, generator_filters=(8, 4), critic_filters=(4, 8)),
-    "began": dict(latent_dim=4, filters=4, num_scales=1),
-}
+def _generators():
+    """Every registered model whose one serving endpoint is `generate`, at its registered tiny size."""
+    out = {}
+    for e in kgen.api.list_entries():
+        hparams = {**e.tiny, **({"num_classes": 10} if e.conditional else {})}
+        if e.family == "adversarial" and e.tiny_dataset == "digits":
+            if list(e.cls(input_shape=(8, 8, 1), **hparams).export_endpoints()) == ["generate"]:
+                out[e.name] = hparams
+    out["dcgan"] = {**out["dcgan"], "output_activation": "tanh"}  # the other activation, as kgen's recipes use
+    return out
+
+
+MODELS = _generators()
 BATCHES = (1, 8)
 ATOL = 1e-5
 

@@ -229,7 +229,7 @@ class AdversarialModel(GenerativeModel):
         return list(self.generator.trainable_variables)
 
     def one_hot(self, labels):
-        return ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
+        return self.one_hot_labels(labels)
 
     def draw_latent(self, batch):
         """Latents for `batch` fakes, drawn with the model's seed generator."""

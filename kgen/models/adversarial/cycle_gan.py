@@ -39,57 +39,17 @@ Networks, scaled down to fit small images:
 - Mao, X. et al. Least Squares Generative Adversarial Networks. ICCV 2017.
 """
 
-import keras
-from keras import layers, ops
+from keras import ops
 
 from kgen.errors import DataError
-from kgen.models.adversarial import networks
-from kgen.models.adversarial.pix2pix import (
-    TranslationModel,
+from kgen.models.adversarial.translation import TranslationModel
+from kgen.models.adversarial.translation_networks import (
     auto_patch_filters,
-    check_halvings,
     check_translation_norm,
-    norm_layer,
     patch_discriminator,
+    resnet_generator,
 )
 from kgen.registry import register_model
-
-
-def _conv(filters, kernel, strides, name, bias):
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=bias,
-                         kernel_initializer=networks.dcgan_init(), name=name)
-
-
-def resnet_generator(shape, filters=64, downsamples=2, res_blocks=6, norm="instance", output_activation="sigmoid",
-                     name="generator"):
-    """CycleGAN's ResNet generator: c7s1-f, d2f, d4f, R x res_blocks, u2f, uf, c7s1-C (with `downsamples` = 2)."""
-    h, w, c = (int(d) for d in shape)
-    if downsamples:
-        check_halvings(shape, downsamples, "ResNet generator")
-    bias = norm == "none"
-
-    def normed(x, label):
-        layer = norm_layer(norm, label)
-        return x if layer is None else layer(x)
-
-    inputs = keras.Input((h, w, c), name="image")
-    x = layers.ReLU(name="in_relu")(normed(_conv(filters, 7, 1, "in_conv", bias)(inputs), "in_norm"))
-    for i in range(downsamples):
-        f = filters * 2 ** (i + 1)
-        x = layers.ReLU(name=f"down_relu_{i}")(normed(_conv(f, 3, 2, f"down_{i}", bias)(x), f"down_norm_{i}"))
-    f = filters * 2 ** downsamples
-    for r in range(res_blocks):
-        y = layers.ReLU(name=f"res_{r}_relu")(normed(_conv(f, 3, 1, f"res_{r}_conv_a", bias)(x), f"res_{r}_norm_a"))
-        y = normed(_conv(f, 3, 1, f"res_{r}_conv_b", bias)(y), f"res_{r}_norm_b")
-        x = layers.Add(name=f"res_{r}_add")([x, y])
-    for i in range(downsamples):
-        f = filters * 2 ** (downsamples - 1 - i)
-        x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", use_bias=bias,
-                                   kernel_initializer=networks.dcgan_init(), name=f"up_{i}")(x)
-        x = layers.ReLU(name=f"up_relu_{i}")(normed(x, f"up_norm_{i}"))
-    outputs = layers.Conv2D(c, 7, padding="same", activation=output_activation,
-                            kernel_initializer=networks.dcgan_init(), name="out")(x)
-    return keras.Model(inputs, outputs, name=name)
 
 
 @register_model("cycle_gan", family="adversarial",

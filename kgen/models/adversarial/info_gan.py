@@ -41,10 +41,10 @@ from keras import layers, ops
 from kgen.errors import UsageError
 from kgen.models.adversarial import networks
 from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.base import LOG_2PI
 from kgen.registry import register_model
 
 ARCHITECTURES = ("mlp", "conv")
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 @register_model("info_gan", family="adversarial",

@@ -194,7 +194,7 @@ class GatedPixelCNN(ImageAutoregressiveModel):
     def condition_vector(self, labels):
         """h: the one-hot label (batch, num_classes) or the given vectors (batch, condition_dim)."""
         if self.num_classes is not None:
-            return ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), self.num_classes)
+            return self.one_hot_labels(labels)
         return ops.cast(labels, "float32")
 
     def _conditions(self, labels):

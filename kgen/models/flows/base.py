@@ -14,17 +14,15 @@ The latent z always has the data's shape: the factored-out parts are
 flattened and concatenated in a fixed order.
 """
 
-import math
 
 import numpy as np
 from keras import ops
 
 from kgen.errors import UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import LOG_2PI, GenerativeModel
 from kgen.models.flows import substrate
 from kgen.models.flows.steps import squeeze2x2, unsqueeze2x2
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Flow(GenerativeModel):
@@ -76,7 +74,7 @@ class Flow(GenerativeModel):
         """One-hot labels (the conditioners' context), or None."""
         if not self.conditional or labels is None:
             return None
-        return ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
+        return self.one_hot_labels(labels)
 
     def encode(self, x, labels=None, training=False):
         """Data -> (z with the data's shape, log|det dz/dx| per example)."""

@@ -8,15 +8,16 @@ network's last layer starts near zero, so every flow starts near the
 identity map (stable early training), but not exactly at zero, so the first
 step's gradient reaches every weight.
 
-`FlowMaskedDense` and `MADEConditioner` are this package's own MADE
-(Germain et al. 2015) for MAF and IAF; the autoregressive family keeps its
-own in `kgen.layers`.
+`MADEConditioner` is MADE (Germain et al. 2015) for MAF and IAF, built on
+kgen's one MADE connectivity (`kgen.layers.masked`: degrees, masks and the
+masked dense layer) with fixed masks.
 """
 
 import keras
 import numpy as np
 from keras import layers, ops
 
+from kgen.layers.masked import MaskedDense, made_degrees, made_masks
 from kgen.registry import register_layer
 
 # Initial weights of every conditioner's output layer: small, not zero.
@@ -153,32 +154,9 @@ class CouplingConvNet(layers.Layer):
 # === MADE ===
 
 
-def made_degrees(event_size, hidden_units):
-    """Degrees of the input, hidden and output units of a MADE (natural order).
-
-    Input unit i has degree i + 1; hidden degrees cycle through
-    1..event_size - 1 (so every degree is represented); output unit i may
-    depend only on inputs of degree < i + 1.
-    """
-    degrees = [np.arange(1, event_size + 1)]
-    top = max(1, event_size - 1)
-    for units in hidden_units:
-        degrees.append(np.arange(units) % top + 1)
-    return degrees
-
-
-def made_masks(event_size, hidden_units, num_params):
-    """Masks (in, out) of each layer; the last layer's outputs are (unit, param) pairs."""
-    degrees = made_degrees(event_size, hidden_units)
-    masks = [(d_out[None, :] >= d_in[:, None]).astype("float32") for d_in, d_out in zip(degrees[:-1], degrees[1:])]
-    out_degrees = np.repeat(np.arange(1, event_size + 1), num_params)
-    masks.append((out_degrees[None, :] > degrees[-1][:, None]).astype("float32"))
-    return masks
-
-
 @register_layer
-class FlowMaskedDense(layers.Layer):
-    """A dense layer whose kernel is multiplied by a fixed 0/1 mask.
+class FlowMaskedDense(MaskedDense):
+    """`MaskedDense` with its 0/1 mask fixed at construction, and an activation.
 
     Args:
         units: output units.
@@ -188,24 +166,18 @@ class FlowMaskedDense(layers.Layer):
     """
 
     def __init__(self, units, mask, activation=None, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
+        super().__init__(units, kernel_initializer=kernel_initializer, **kwargs)
         self.mask = np.asarray(mask, "float32")
         self.activation = keras.activations.get(activation)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel = self.add_weight(shape=self.mask.shape, initializer=self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
-        self.built = True
+        self.build((None, self.mask.shape[0]))
 
     def call(self, x):
-        kernel = self.kernel * ops.convert_to_tensor(self.mask, dtype=self.kernel.dtype)
-        return self.activation(ops.matmul(x, kernel) + self.bias)
+        return self.activation(super().call(x, ops.convert_to_tensor(self.mask, dtype=self.kernel.dtype)))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": self.units, "mask": self.mask.tolist(),
-                       "activation": keras.activations.serialize(self.activation),
-                       "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)})
+        config.pop("use_bias", None)
+        config.update({"mask": self.mask.tolist(), "activation": keras.activations.serialize(self.activation)})
         return config
 
 
@@ -231,7 +203,7 @@ class MADEConditioner(layers.Layer):
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
         self.context_dim = int(context_dim)
-        masks = made_masks(self.event_size, self.hidden_units, self.num_params)
+        masks = made_masks(made_degrees(self.event_size, self.hidden_units), self.num_params)
         self.masked = [
             FlowMaskedDense(m.shape[1], m, activation=activation, name=f"masked_{i}")
             for i, m in enumerate(masks[:-1])

@@ -33,11 +33,10 @@ from keras import layers, ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import LOG_2PI, GenerativeModel
 from kgen.registry import register_model
 
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 # Giles (2010) single-precision erfinv polynomials (also XLA's), for w < 5 and w >= 5.
@@ -237,7 +236,7 @@ class VAE(GenerativeModel):
     # === Networks ===
 
     def _one_hot(self, labels):
-        return ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
+        return self.one_hot_labels(labels)
 
     def encode(self, x, labels=None):
         """q(z|x): returns (mean, log-variance), each (batch, latent_dim)."""

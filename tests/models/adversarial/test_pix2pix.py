@@ -13,7 +13,7 @@ from kgen import checkpoint
 from kgen.backend import to_numpy
 from kgen.errors import DataError, UsageError
 from kgen.models.adversarial import Pix2Pix
-from kgen.models.adversarial.pix2pix import auto_depth, patch_discriminator, unet_generator
+from kgen.models.adversarial.translation_networks import auto_depth, patch_discriminator, unet_generator
 
 BACKEND = keras.config.backend()
 

@@ -2,10 +2,11 @@
 
 import pytest
 
+from kgen import api
 from kgen import config as config_lib
 from kgen.training.trainer import build_for_data
 
-MODELS = ["made", "nade", "pixel_cnn", "gated_pixel_cnn", "pixel_rnn", "multiscale_pixel_cnn"]
+MODELS = [e.name for e in api.list_entries() if e.family == "autoregressive"]  # from the registry
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -20,7 +21,7 @@ def test_recipes(name, digits):
     model = build_for_data(config, digits)
     model.check_data(digits)
     assert model.num_levels == 17 and model.data_shape == (8, 8, 1)
-    assert model.conditional == (name == "gated_pixel_cnn")
+    assert model.conditional == api.get_entry(name).conditional
 
 
 # === Paper-sized recipes (GPU runs: bench/autoregressive_nll.py --recipe binarized_mnist_paper) ===

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from kgen.models.flows.conditioners import CouplingMLP, MADEConditioner, made_masks
+from kgen.layers.masked import made_degrees, made_masks
+from kgen.models.flows.conditioners import CouplingMLP, MADEConditioner
 
 
 def _outputs(layer, x, context=None):
@@ -40,7 +41,7 @@ def test_made_context_reaches_every_output():
 
 
 def test_made_masks_have_no_dead_hidden_units():
-    masks = made_masks(4, (6, 6), 2)
+    masks = made_masks(made_degrees(4, (6, 6)), 2)
     for m in masks[:-1]:
         assert m.sum(axis=0).min() > 0
 

@@ -7,12 +7,13 @@ import pytest
 
 import kgen
 from flow_checks import BACKEND, needs_tfp
+from kgen import api
 from kgen import config as config_lib
 from kgen.training.trainer import build_for_data
 
 pytestmark = needs_tfp
 
-FLOWS = ("nice", "real_nvp", "maf", "iaf", "spline_flow", "glow")
+FLOWS = tuple(e.name for e in api.list_entries() if e.family == "flow")  # from the registry
 ALL_RECIPES = sorted(r for r in config_lib.list_recipes() if r.split("/")[0] in FLOWS)
 # Paper-sized recipes, for a GPU with the data present: built here from the data set's shape alone.
 PAPER_DATA = {"mnist": dict(shape=(28, 28, 1), num_levels=256, num_classes=10),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kgen
+from kgen import figures
 from flow_checks import needs_tfp, to_np, trained_case
 
 pytestmark = needs_tfp
@@ -32,7 +33,7 @@ def test_vector_epoch_figure(vector, tmp_path):
     flow = vector["flow"]
     data = kgen.load_dataset("moons").subset(512)
     path = tmp_path / "epoch_001.png"
-    flow.write_epoch_figure(path, data, flow.sample(256, seed=0))
+    figures.write_epoch_figure(path, flow, flow.sample(256, seed=0), data)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -49,5 +50,5 @@ def test_conditional_density_figure_averages_the_labels(tmp_path):
     flow = kgen.build_model("real_nvp", input_shape=(2,), num_classes=2, num_couplings=2, hidden_units=(8,))
     data = kgen.load_dataset("moons").subset(256)
     path = tmp_path / "epoch_001.png"
-    flow.write_epoch_figure(path, data, flow.sample(64, seed=0))
+    figures.write_epoch_figure(path, flow, flow.sample(64, seed=0), data)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -55,10 +55,89 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+# === One process per run folder ===
+
+LOCK_NAME = ".kgen.lock"
+
+
+class RunLock:
+    """An exclusive OS lock on a run folder, held while one process trains into it.
+
+    `fcntl.flock` on `<folder>/.kgen.lock`: the kernel drops it when the process ends, however it
+    ends (a SIGKILL never leaves the folder locked). The holder writes its PID into the file so a
+    second process can say who holds it. Where `fcntl` does not exist (Windows), no lock is taken.
+    """
+
+    def __init__(self, directory):
+        self.path = pathlib.Path(directory) / LOCK_NAME
+        self._file = None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover (Windows)
+            return self
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise CheckpointError(
+                f"{self.path.parent} is in use by another kgen process (PID {holder}); wait for it to "
+                "finish, or train into another --run-dir."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self):
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
 def clean_stale(directory):
-    """Removes temporaries a crashed save left behind."""
+    """Removes temporaries a crashed save left behind: only those whose writing process is gone.
+
+    A temporary is named `.tmp-<pid>-...` after its writer; one whose writer still runs (another
+    process saving into this folder right now) is left alone.
+    """
     for p in pathlib.Path(directory).glob(f"{TMP_PREFIX}*"):
+        pid = p.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
         p.unlink(missing_ok=True)
+
+
+# Members a kgen checkpoint must hold before it may replace the previous one.
+REQUIRED_MEMBERS = ("config.json", "model.weights.h5", STATE_MEMBER)
+
+
+def verify_checkpoint(path):
+    """Raises `CheckpointError` unless `path` is a whole, readable `.keras` checkpoint."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            missing = [m for m in REQUIRED_MEMBERS if m not in zf.namelist()]
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({e}).") from None
+    if missing or bad is not None:
+        raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or bad}).")
 
 
 def save_checkpoint(model, path, state=None, _before_rename=None):
@@ -71,12 +150,20 @@ def save_checkpoint(model, path, state=None, _before_rename=None):
         payload = dict(state or {})
         payload["seed_states"] = seed_states(model)
         payload["backend"] = keras.config.backend()
-        with zipfile.ZipFile(tmp, "a") as zf:
+        # Append to the file Keras wrote, never to a new one: zipfile's "a" mode would create a
+        # state-only zip if the temporary had vanished (deleted by another process).
+        try:
+            f = open(tmp, "r+b")
+        except FileNotFoundError:
+            raise CheckpointError(f"the temporary checkpoint {tmp} vanished while being written (another "
+                                  f"process removed it); {path} is unchanged.") from None
+        with f, zipfile.ZipFile(f, "a") as zf:
             zf.writestr(STATE_MEMBER, json.dumps(payload))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         if _before_rename is not None:  # tests interrupt here
             _before_rename(tmp)
+        verify_checkpoint(tmp)  # a torn or foreign file never replaces a good checkpoint
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:

@@ -127,18 +127,26 @@ class Trainer:
         self.verbose = verbose
         self.log = log
         self.resume = resume
+        self.lock = checkpoint.RunLock(self.run_dir)
         if resume:
             self._check_resumable()
             recorded = config_lib.resolve(config_file=self.run_dir / RUN_MARKER)
             if config is not None:  # what the caller asked for must be what the run was
                 self._check_same_config(recorded, config)
             config = recorded
-        elif (self.run_dir / RUN_MARKER).exists() or (self.run_dir / "last.keras").exists():
+            if not (self.run_dir / "last.keras").is_file():  # it ended before its first checkpoint
+                self.log(f"{self.run_dir} holds no checkpoint yet: the run starts from scratch.")
+                self.resume = False
+        elif (self.run_dir / "last.keras").exists():
             raise UsageError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --run-dir."
             )
+        elif (self.run_dir / RUN_MARKER).exists():  # a run that ended before its first checkpoint
+            self.log(f"{self.run_dir} holds a run that never reached its first checkpoint: starting it afresh.")
         if epochs is not None:
             config["train"]["epochs"] = int(epochs)
+        if int(config["train"]["epochs"]) < 1:
+            raise UsageError(f"train.epochs must be at least 1, got {config['train']['epochs']}.")
         self.config = config
         self.pipeline = Pipeline(config["data"])
         self.history = []
@@ -156,7 +164,7 @@ class Trainer:
     def _check_resumable(self):
         if not self.run_dir.is_dir():
             raise UsageError(f"--resume: {self.run_dir} does not exist; nothing to resume.")
-        if not (self.run_dir / RUN_MARKER).is_file() or not (self.run_dir / "last.keras").is_file():
+        if not (self.run_dir / RUN_MARKER).is_file():
             raise UsageError(
                 f"--resume: {self.run_dir} is not a kgen run folder (needs {RUN_MARKER} and last.keras); "
                 "refusing to start a fresh run there."
@@ -182,13 +190,16 @@ class Trainer:
                      "val_* metrics score examples the model trains on")
         self.start_epoch = 0
         if self.resume:
+            self.lock.acquire()  # one process per run folder, before anything in it is touched
             checkpoint.clean_stale(self.run_dir)
             self.model = set_xla(checkpoint.load_model(self.run_dir / "last.keras"), c["train"])
             state = checkpoint.read_state(self.run_dir / "last.keras")
             self.start_epoch = int(state["epoch"])
             self.best = state.get("best", math.inf)
+            self.best_epoch = state.get("best_epoch")
             self.history = [row for row in self._load_history() if row["epoch"] <= self.start_epoch]
             self._check_schedule()
+            self._repair_best(state)
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
             self.model = compile_model(build_for_data(c, self.train_data), c["train"], self.steps_per_epoch)
@@ -196,12 +207,29 @@ class Trainer:
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            if (self.run_dir / "last.keras").exists():  # another process got here first
+                self.lock.release()
+                raise UsageError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                 "or choose another --run-dir.")
             (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         self.model.check_data(self.train_data)
         (self.run_dir / "samples").mkdir(exist_ok=True)
         valid = self.pipeline.prepare(self.valid_data, seed=seed)
         self.valid_prepared = valid
         self.valid_inputs = fit_inputs(self.model, valid)
+
+    def _repair_best(self, state):
+        """A crash between writing last.keras and best.keras leaves best.keras an epoch behind the
+        best that last.keras records; that best is last.keras itself, so copy it over."""
+        best_epoch = state.get("best_epoch")
+        if best_epoch is None or best_epoch != state["epoch"]:
+            return
+        best = self.run_dir / "best.keras"
+        if best.is_file() and checkpoint.read_state(best).get("epoch") == best_epoch:
+            return
+        checkpoint.save_checkpoint(self.model, best, state)
+        self.log(f"best.keras was behind last.keras (a crash between the two writes): restored epoch {best_epoch}.")
 
     @property
     def steps_per_epoch(self):
@@ -226,7 +254,13 @@ class Trainer:
     # === Loop ===
 
     def run(self):
-        """Trains to `train.epochs`; returns the last epoch's metrics."""
+        """Trains to `train.epochs`; returns the last epoch's metrics. Holds the run folder's lock meanwhile."""
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self):
         self.setup()
         c = self.config["train"]
         seed, epochs, batch_size = c["seed"], c["epochs"], c["batch_size"]
@@ -254,10 +288,12 @@ class Trainer:
                 callbacks=callbacks,
             )
             if guard.bad is not None:
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}: {guard.bad}. The last good checkpoint "
-                    f"is {self.run_dir / 'last.keras'}; lower train.learning_rate or set train.clipnorm."
-                )
+                last = self.run_dir / "last.keras"
+                kept = (f"The last good checkpoint is {last}" if last.is_file() else
+                        "No checkpoint was written (it diverged in its first epoch); the folder starts afresh "
+                        "on the next train")
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}: {guard.bad}. {kept}; "
+                                       "lower train.learning_rate or set train.clipnorm.")
             row = {"epoch": epoch + 1}
             row.update({k: float(v[-1]) for k, v in hist.history.items()})
             row["seconds"] = round(time.perf_counter() - start, 2)  # the epoch's fit, validation included
@@ -275,7 +311,9 @@ class Trainer:
         improved = value < self.best
         if improved:
             self.best = value
-        state = {"epoch": epoch, "best": self.best, "metric": metric, "config": self.config}
+            self.best_epoch = epoch
+        state = {"epoch": epoch, "best": self.best, "best_epoch": getattr(self, "best_epoch", None),
+                 "metric": metric, "config": self.config}
         checkpoint.save_checkpoint(self.model, self.run_dir / "last.keras", state)
         if improved:
             checkpoint.save_checkpoint(self.model, self.run_dir / "best.keras", state)

@@ -23,6 +23,14 @@ import importlib.util
 import sys
 import warnings
 
+# From the source tree (a notebook, `python -c` or a script in the repository's root), `import kgen`
+# finds this folder rather than the installed package, and the folders that install under kgen
+# (`cli/`, `configs/`, `saved_models/` beside it) would be missing: make them kgen.cli, kgen.configs
+# and kgen.saved_models here too, as an install does. An installed kgen has no pyproject.toml beside it.
+_SOURCE_ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+if (_SOURCE_ROOT / "pyproject.toml").is_file() and (_SOURCE_ROOT / "configs" / "__init__.py").is_file():
+    __path__.append(str(_SOURCE_ROOT))
+
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -434,6 +434,7 @@ def load_toy(name, split="train", num_examples=None, seed=0, **_):
 def load_npz(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0, **_):
     """A `.npz` with key `x` (and optional `y`), split with a fixed seed."""
     path = pathlib.Path(path)
+    _check_npz_magic(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f:
@@ -452,10 +453,47 @@ def load_npz(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_s
     return _split_user(x, y, str(path), split, valid_fraction, test_fraction, split_seed)
 
 
-def load_png_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0, **_):
-    """A folder of PNG images of one size; sub-folders named by class give labels."""
+# Pixels one PNG may have before it is decoded (`data.max_pixels`): a 20000 x 20000 PNG compresses to
+# ~0.4 MB and decodes to 1.2 GB, so the size is read from the header first.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+def decode_png(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """A PNG file as a uint8 array (H, W, C), refused before decoding when larger than `max_pixels`."""
     import tensorflow as tf  # PNG decoding; TensorFlow is always installed with kgen
 
+    path = pathlib.Path(path)
+    raw = path.read_bytes()
+    if len(raw) < 24 or raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
+        raise DataError(f"{path} is corrupted or not a PNG image.")
+    width, height = struct.unpack(">II", raw[16:24])
+    if width * height > int(max_pixels):
+        raise DataError(f"{path} is {width} x {height} pixels, more than data.max_pixels = {int(max_pixels)}; "
+                        "resize the images, or raise the limit with --set data.max_pixels=N.")
+    try:
+        return tf.io.decode_png(raw).numpy()
+    except Exception:  # noqa: BLE001 (TF raises its own error types)
+        raise DataError(f"{path} is corrupted or not a PNG image.") from None
+
+
+def _check_npz_magic(path):
+    """Raises `DataError` unless `path` starts like a .npz (a zip archive); names a .npy or another file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror or e}).") from None
+    hint = "save images with np.savez(path, x=images, y=labels)."
+    if head.startswith(b"\x93NUMPY"):
+        raise DataError(f"{path} is a .npy file (one array), not a .npz archive; {hint}")
+    if not head.startswith(b"PK"):
+        what = "it is empty" if not head else "not a zip archive: a text or other file named .npz"
+        raise DataError(f"{path} is not a .npz file ({what}); {hint}")
+
+
+def load_png_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0,
+                    max_pixels=DEFAULT_MAX_PIXELS, **_):
+    """A folder of PNG images of one size; sub-folders named by class give labels."""
     path = pathlib.Path(path)
     files = sorted(path.rglob("*.png"))
     if not files:
@@ -464,11 +502,7 @@ def load_png_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, 
     labelled = len(subdirs) > 1 or subdirs[0] != path
     images, labels = [], []
     for f in files:
-        try:
-            img = tf.io.decode_png(f.read_bytes()).numpy()
-        except Exception:  # noqa: BLE001 (TF raises its own error types)
-            raise DataError(f"{f} is corrupted or not a PNG image.") from None
-        images.append(img)
+        images.append(decode_png(f, max_pixels))
         labels.append(subdirs.index(f.parent))
     shapes = {img.shape for img in images}
     if len(shapes) > 1:

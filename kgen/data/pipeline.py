@@ -26,6 +26,7 @@ DATA_DEFAULTS = {
     "split_seed": 0,
     "max_examples": 0,  # > 0: keep only the first N training examples
     "train_with_valid": False,  # true: train on train + valid (final-model protocol; val_* then score seen data)
+    "max_pixels": 4096 * 4096,  # PNG folders: larger images are refused before decoding
 }
 
 _SPLIT_SALT = {"train": 0, "valid": 1, "test": 2}
@@ -61,7 +62,7 @@ class Pipeline:
     def _load(self, split):
         c = self.config
         options = {"valid_fraction": c["valid_fraction"], "test_fraction": c["test_fraction"],
-                   "split_seed": c["split_seed"]}
+                   "split_seed": c["split_seed"], "max_pixels": c["max_pixels"]}
         if c["dir"]:
             options["data_dir"] = c["dir"]
         ds = load_dataset(c["name"], split=split, **options)

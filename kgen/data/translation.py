@@ -32,7 +32,7 @@ import pathlib
 import numpy as np
 
 from kgen.data.dataset import Dataset, from_array
-from kgen.data.loaders import _check_split, load_digits, split_indices
+from kgen.data.loaders import DEFAULT_MAX_PIXELS, _check_split, decode_png, load_digits, split_indices
 from kgen.errors import DataError
 
 # Salt of the fixed permutation that halves a digits split into domains A and B.
@@ -94,30 +94,26 @@ def is_translation_folder(path):
     return (path / "A").is_dir() and (path / "B").is_dir()
 
 
-def _read_pngs(folder):
-    import tensorflow as tf  # PNG decoding; TensorFlow is always installed with kgen
-
+def _read_pngs(folder, max_pixels=DEFAULT_MAX_PIXELS):
     files = sorted(folder.glob("*.png"))
     if not files:
         raise DataError(f"{folder} holds no .png files; put the domain's PNG images directly in it.")
     images = []
     for f in files:
-        try:
-            images.append(tf.io.decode_png(f.read_bytes()).numpy())
-        except Exception:  # noqa: BLE001 (TF raises its own error types)
-            raise DataError(f"{f} is corrupted or not a PNG image.") from None
+        images.append(decode_png(f, max_pixels))
     shapes = {img.shape for img in images}
     if len(shapes) > 1:
         raise DataError(f"{folder}: images differ in size ({sorted(shapes)[:3]}...); resize them to one size.")
     return [f.name for f in files], np.stack(images)
 
 
-def load_translation_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0, **_):
+def load_translation_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0,
+                            max_pixels=DEFAULT_MAX_PIXELS, **_):
     """A folder with `A/` and `B/` of PNGs: paired when both hold the same file names."""
     _check_split(split)
     path = pathlib.Path(path)
-    names_a, a = _read_pngs(path / "A")
-    names_b, b = _read_pngs(path / "B")
+    names_a, a = _read_pngs(path / "A", max_pixels)
+    names_b, b = _read_pngs(path / "B", max_pixels)
     if a.shape[1:] != b.shape[1:]:
         raise DataError(
             f"{path}: A/ images have shape {a.shape[1:]} and B/ images {b.shape[1:]}; "

@@ -208,10 +208,11 @@ class GenerativeModel(keras.Model):
             )
         if self.conditional and data.y is None:
             raise DataError(data.missing_labels("a conditional model"))
-        if self.conditional and int(data.y.max()) >= self.num_classes:
+        if self.conditional and (int(data.y.max()) >= self.num_classes or int(data.y.min()) < 0):
+            bad = int(data.y.max()) if int(data.y.max()) >= self.num_classes else int(data.y.min())
             raise DataError(
-                f"{data.name}: label {int(data.y.max())} is out of range for a model with "
-                f"{self.num_classes} classes."
+                f"{data.name}: label {bad} is out of range for a model with {self.num_classes} classes "
+                f"(labels must lie in 0..{self.num_classes - 1})."
             )
 
     def model_inputs(self, x, labels=None):
@@ -221,7 +222,11 @@ class GenerativeModel(keras.Model):
                 raise UsageError(
                     f"{type(self).__name__} is conditional on {self.num_classes} classes: pass labels."
                 )
-            return (x, np.asarray(labels, "int32"))
+            labels = np.asarray(labels, "int32")
+            if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise DataError(f"labels must lie in 0..{self.num_classes - 1}, got "
+                                f"{int(labels.min()) if labels.min() < 0 else int(labels.max())}.")
+            return (x, labels)
         return x
 
     def one_hot_labels(self, labels):

@@ -360,6 +360,7 @@ class RBM(GenerativeModel):
     def energy(self, v, h):
         """E(v, h) = -b'v - c'h - v'W h of flat visible (batch, D) and hidden (batch, H) states."""
         v = ops.reshape(ops.cast(v, "float32"), (-1, self.num_dims))
+        h = ops.cast(h, "float32")
         return -(ops.matmul(v, self.b[:, None])[:, 0] + ops.matmul(h, self.c[:, None])[:, 0]
                  + ops.sum(ops.matmul(v, self.w) * h, axis=-1))
 

@@ -24,6 +24,10 @@ def build(shape=(3, 3, 1), hidden=6, scale=0.0, seed=0, **kwargs):
     return model
 
 
+def to_np(t):
+    return keras.ops.convert_to_numpy(keras.ops.stop_gradient(t))
+
+
 def params(model):
     return [keras.ops.convert_to_numpy(t).astype("float64") for t in (model.w, model.b, model.c)]
 
@@ -53,10 +57,10 @@ def test_free_energy_sums_out_the_hidden_units():
     v, h = all_states(9), all_states(6)
     neg_energy = (v @ b)[:, None] + (h @ c)[None] + v @ w @ h.T
     expected = -np.logaddexp.reduce(neg_energy, axis=1)
-    got = keras.ops.convert_to_numpy(model.free_energy(v.reshape(-1, 3, 3, 1).astype("float32")))
+    got = to_np(model.free_energy(v.reshape(-1, 3, 3, 1).astype("float32")))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
     # E(v, h) as the model computes it agrees with the same sum.
-    e = keras.ops.convert_to_numpy(model.energy(v[:1].astype("float32").repeat(64, 0), h.astype("float32")))
+    e = to_np(model.energy(v[:1].astype("float32").repeat(64, 0), h.astype("float32")))
     np.testing.assert_allclose(-np.logaddexp.reduce(-e), expected[0], rtol=1e-5)
 
 
@@ -66,13 +70,13 @@ def test_exact_log_z_equals_enumeration_of_both_layers_and_the_free_energy_sum()
     assert model.log_prob_kind == "exact"
     assert model.log_partition()["log_z"] == pytest.approx(want, abs=1e-4)
     w, b, c = model.w, model.b, model.c
-    over_v = float(keras.ops.convert_to_numpy(exact_log_partition(keras.ops.transpose(w), c, b)))
+    over_v = float(to_np(exact_log_partition(keras.ops.transpose(w), c, b)))
     assert over_v == pytest.approx(want, abs=1e-4)
-    free = keras.ops.convert_to_numpy(model.free_energy(all_states(9).astype("float32")))
+    free = to_np(model.free_energy(all_states(9).astype("float32")))
     assert np.logaddexp.reduce(-free.astype("float64")) == pytest.approx(want, abs=1e-4)
     # Several enumeration chunks (2^16 hidden states > one chunk of 2^14) give the same sum.
     wide = build(shape=(2, 2, 1), hidden=16, scale=0.5)
-    free = keras.ops.convert_to_numpy(wide.free_energy(all_states(4).astype("float32")))
+    free = to_np(wide.free_energy(all_states(4).astype("float32")))
     assert wide.log_partition()["log_z"] == pytest.approx(np.logaddexp.reduce(-free.astype("float64")), abs=1e-3)
 
 
@@ -103,7 +107,7 @@ def test_log_prob_uses_ais_when_both_layers_are_large():
     estimate = model.log_partition()
     assert estimate["method"] == "ais" and abs(estimate["log_z"] - exact) < 3 * estimate["log_z_stderr"] + 1e-3
     x = np.random.default_rng(0).integers(0, 2, (4, 21, 1, 1)).astype("float32")
-    free = keras.ops.convert_to_numpy(model.free_energy(x))
+    free = to_np(model.free_energy(x))
     np.testing.assert_allclose(model.log_prob(x), -free - estimate["log_z"], rtol=1e-5)
     assert model.evaluate_extra(None)["log_z_method"] == "ais"
 
@@ -169,7 +173,7 @@ def test_training_raises_the_exact_log_likelihood(method):
     noise = (np.random.default_rng(1).uniform(size=x.shape) < 0.5).astype("float32")
 
     def gap():  # free energy of the data relative to random binary images
-        return float(keras.ops.mean(model.free_energy(x)) - keras.ops.mean(model.free_energy(noise)))
+        return float(to_np(keras.ops.mean(model.free_energy(x)) - keras.ops.mean(model.free_energy(noise))))
 
     before, gap_before = model.log_prob(x).mean(), gap()
     hist = model.fit(x, batch_size=64, epochs=6, verbose=0, shuffle=False)

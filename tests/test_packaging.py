@@ -29,3 +29,22 @@ def test_recipes_and_pretrained_are_package_data():
     shipped = importlib.resources.files("kgen.saved_models").joinpath("vae-digits.keras")
     assert shipped.is_file()
     assert importlib.resources.files("kgen.saved_models").joinpath("vae-digits.toml").is_file()
+
+
+def test_the_wheel_builds_without_warnings_and_ships_the_data(tmp_path):
+    """setuptools used to warn "Package would be ignored" for every recipe folder (issue 26, item 15)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "would be ignored" not in output and "absent from the `packages`" not in output, output[-2000:]
+    (wheel,) = tmp_path.glob("kgen-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    recipes = {f"kgen/configs/{p.parent.name}/{p.name}" for p in (ROOT / "configs").glob("*/*.toml")}
+    assert recipes and recipes <= names
+    assert {f"kgen/data/files/{p.name}" for p in (ROOT / "kgen" / "data" / "files").iterdir()} <= names
+    assert {f"kgen/saved_models/{p.name}" for p in (ROOT / "saved_models").glob("*.keras")} <= names

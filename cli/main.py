@@ -254,13 +254,22 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
 @click.option("--checkpoint", required=True, help="A .keras checkpoint (or a run folder).")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
 @click.option("--out", required=True, help="Output folder (saved_model, onnx) or .tflite file (litert).")
-def export(checkpoint, fmt, out):
-    """Export serving endpoints (SavedModel, LiteRT, ONNX) from a checkpoint."""
+@click.option("--overwrite", is_flag=True, help="Replace a previous export in a non-empty --out folder, whole.")
+def export(checkpoint, fmt, out, overwrite):
+    """Export serving endpoints (SavedModel, LiteRT, ONNX) from a checkpoint.
+
+    The export is written beside --out and renamed into place when complete:
+    a failed export leaves nothing half-written. A non-empty --out folder is
+    refused unless --overwrite; a run folder always is.
+    """
     import kgen
     from kgen.export import export as run_export
+    from kgen.export.outputs import check_folder_target
 
+    if fmt != "litert":  # before the checkpoint loads
+        check_folder_target(out, overwrite, what=f"{fmt} export")
     model = kgen.load_model(checkpoint, compile=False)
-    written = run_export(model, fmt, out)
+    written = run_export(model, fmt, out, overwrite=overwrite)
     click.echo(f"exported {', '.join(written['endpoints'])} to {written['path']}")
 
 

@@ -209,10 +209,18 @@ def _check_path(path):
 def read_state(path):
     """The `kgen_state.json` of a checkpoint, or {} for a plain `.keras` file."""
     path = _check_path(path)
-    with zipfile.ZipFile(path) as zf:
-        if STATE_MEMBER not in zf.namelist():
-            return {}
-        return json.loads(zf.read(STATE_MEMBER))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if STATE_MEMBER not in zf.namelist():
+                return {}
+            state = json.loads(zf.read(STATE_MEMBER))
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupted: its {STATE_MEMBER} cannot be read as JSON "
+                              f"({type(e).__name__}: {e}); restore the file from a copy or retrain.") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupted: its {STATE_MEMBER} holds a "
+                              f"{type(state).__name__}, not an object; restore the file from a copy or retrain.")
+    return state
 
 
 def load_model(path, compile=True):

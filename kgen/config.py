@@ -12,6 +12,7 @@ The resolved config is written to every run folder, and
 import copy
 import importlib.resources
 import inspect
+import math
 import pathlib
 import tomllib
 
@@ -55,6 +56,31 @@ CHOICES = {
     ("train", "xla"): ("auto", "on", "off"),
     ("evaluate", "split"): ("train", "valid", "test"),
 }
+
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit
+
+# (lowest, highest, highest included): the values a number key may take; None is unbounded.
+RANGES = {
+    ("data", "valid_fraction"): (0, 1, False),
+    ("data", "test_fraction"): (0, 1, False),
+    ("data", "split_seed"): (0, MAX_SEED, True),
+    ("data", "max_examples"): (0, None, True),
+    ("data", "logit_alpha"): (0, 0.5, False),
+    ("train", "batch_size"): (1, None, True),
+    ("train", "learning_rate"): (0, None, True),
+    ("train", "clipnorm"): (0, None, True),
+    ("train", "steps_per_execution"): (1, None, True),
+    ("train", "seed"): (0, MAX_SEED, True),
+    ("train", "grid_size"): (1, None, True),
+    ("evaluate", "batch_size"): (1, None, True),
+    ("evaluate", "iw_samples"): (0, None, True),
+    ("evaluate", "num_samples"): (0, None, True),
+    ("evaluate", "kid_subsets"): (1, None, True),
+    ("evaluate", "kid_subset_size"): (2, None, True),
+}
+
+# The command-line options that set a key, named in its error.
+FLAGS = {("train", "batch_size"): "--batch-size", ("train", "seed"): "--seed", ("train", "epochs"): "--epochs"}
 
 # Filled in from the data set, never set in a recipe.
 DERIVED_MODEL_ARGS = ("self", "input_shape", "num_levels", "num_classes", "kwargs", "args", "name")
@@ -142,7 +168,43 @@ def _merge(base, update, schema, prefix):
                     f"config key {path}: {value!r} is not one of {', '.join(choices)}."
                     f"{did_you_mean(value, choices)}"
                 )
+            _check_range(path, value, default)
             base[key] = value
+
+
+def _range_text(lo, hi, hi_included):
+    if hi is None:
+        return f">= {lo}"
+    return f"in [{lo}, {hi}{']' if hi_included else ')'}"
+
+
+def _check_range(path, value, default):
+    """Raises `ConfigError` for a number outside its key's `RANGES` (NaN and Inf included)."""
+    key = tuple(path.split("."))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    where = f"config key {path}" + (f" ({FLAGS[key]})" if key in FLAGS else "")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}; set a number, "
+                          f"e.g. --set {path}={default!r}.")
+    if key not in RANGES:
+        return
+    lo, hi, hi_included = RANGES[key]
+    if value < lo or (hi is not None and (value > hi or (value == hi and not hi_included))):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{where}: expected {kind} "
+                          f"{_range_text(lo, hi, hi_included)}, got {value!r}; e.g. --set {path}={default!r}.")
+
+
+def check(config):
+    """Raises `ConfigError` where keys are valid alone but not together (run after every merge)."""
+    data = config.get("data", {})
+    valid, test = data.get("valid_fraction", 0.0), data.get("test_fraction", 0.0)
+    if valid + test >= 1:
+        raise ConfigError(f"config keys data.valid_fraction ({valid!r}) + data.test_fraction ({test!r}) = "
+                          f"{valid + test:g} leave no training examples; expected a sum below 1, "
+                          "e.g. --set data.valid_fraction=0.1 --set data.test_fraction=0.1.")
+    return config
 
 
 def _schema_for(model_name):
@@ -176,7 +238,12 @@ def load_toml(path):
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a TOML text file (its bytes are not UTF-8 text: a binary "
+                          "file?); pass a .toml recipe.") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}.") from None
 
@@ -224,7 +291,7 @@ def resolve(config_file=None, model=None, dataset=None, overrides=(), use_recipe
     _merge(config, {"model": {"name": model_name}, "data": {"name": data_name}}, schema, "")
     for keys, value in sets:
         _merge(config, _nest(keys, value), schema, "")
-    return config
+    return check(config)
 
 
 def model_hparams(config):
@@ -278,4 +345,4 @@ def apply_overrides(config, overrides):
     for item in overrides:
         keys, value = parse_set(item) if isinstance(item, str) else item
         _merge(config, _nest(keys, value), schema, "")
-    return config
+    return check(config)

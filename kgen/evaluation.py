@@ -166,6 +166,32 @@ def sample_metrics(model, pipeline, data, eval_config, num_samples=None, seed=0)
     return result
 
 
+def check_recorded_data(name, checkpoint, instead):
+    """Raises `UsageError` unless `name`, a data set a checkpoint records, is a built-in data set.
+
+    A checkpoint's stored state is data, not an instruction: a path in it
+    (a `.npz`, a PNG folder, "/") is read only when the user names it again,
+    so a file from elsewhere cannot make kgen read what it points at.
+    `instead` says what the user can do (e.g. "pass --dataset PATH").
+    """
+    from kgen.data import DATASETS
+
+    if str(name) in DATASETS:
+        return
+    shown = str(name) if len(str(name)) <= 120 else str(name)[:117] + "..."
+    raise UsageError(f"{checkpoint} records the data set {shown!r}, which is not a built-in data set; kgen reads "
+                     f"a file or folder only when you name it: {instead}.")
+
+
+def _names_data(overrides):
+    """True when one of the `--set` items sets data.name."""
+    for item in overrides:
+        keys, _ = config_lib.parse_set(item) if isinstance(item, str) else item
+        if list(keys) == ["data", "name"]:
+            return True
+    return False
+
+
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
                         overrides=(), progress=True, sample_metrics_flag=None, num_samples=None):
     """Scores a checkpoint with the preprocessing it was trained with.
@@ -179,11 +205,28 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
     Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
     the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
     `model`, `dataset`, `split`, `examples` and `checkpoint`.
+
+    The data set the checkpoint records is read only when it is a built-in
+    one; a path recorded there must be passed again as `dataset`
+    (`check_recorded_data`).
+
+    Raises:
+        UsageError: a negative `max_examples` or `iw_samples`, or a recorded
+            data set that is a path the caller did not name.
     """
+    if isinstance(max_examples, bool) or not isinstance(max_examples, (int, np.integer)) or max_examples < 0:
+        raise UsageError(f"--max-examples must be 0 (every example) or a positive count, got {max_examples}.")
+    if iw_samples is not None and (isinstance(iw_samples, bool) or not isinstance(iw_samples, (int, np.integer))
+                                   or iw_samples < 0):
+        raise UsageError(f"--iw-samples must be 0 (no importance-weighted bound) or a positive k, got {iw_samples}; "
+                         "k = 5000 is the usual choice.")
     model = ckpt.load_model(path, compile=False)
     config = ckpt.read_state(path).get("config")
     if config is None:  # a plain .keras file: the model's default recipe
         config = config_lib.resolve(model=model.registered_name, dataset=dataset)
+    elif not (dataset or _names_data(overrides)):
+        check_recorded_data(config.get("data", {}).get("name"), path,
+                            "pass --dataset with that path (or a built-in name) to score it")
     sets = list(overrides)
     if dataset:
         sets.insert(0, (["data", "name"], dataset))

@@ -1,10 +1,35 @@
-"""Sampling to files: PNG grids and `.npz` arrays."""
+"""Sampling to files: PNG grids and `.npz` arrays.
 
+Files are written whole (`kgen.export.outputs.replacing_file`): a failure
+(a full disk) leaves a previous file at `out` as it was.
+"""
+
+import math
 import pathlib
 
 import numpy as np
 
 from kgen.errors import UsageError
+from kgen.export.outputs import replacing_file
+
+MAX_SEED = 2**32 - 1
+
+
+def check_sample_args(n, seed, temperature):
+    """Raises `UsageError` for a sample count, seed or temperature kgen cannot use."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise UsageError(f"-n must be a positive number of samples, got {n}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed <= MAX_SEED):
+        raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed}; "
+                         "omit it for fresh randomness.")
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise UsageError(f"--temperature must be a finite number above 0, got {temperature}; "
+                         "1 samples the model as trained, lower values are sharper.")
 
 
 def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png",
@@ -23,6 +48,7 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     out = pathlib.Path(out)
     if out.suffix not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name}.")
+    check_sample_args(n, seed, temperature)
     path = checkpoint or pretrained_path(model)
     net = ckpt.load_model(path, compile=False)
     state = ckpt.read_state(path)
@@ -36,17 +62,16 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         samples, columns, labels = _latent_figure(net, n, seed, label, interpolate, code)
     else:
         samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        extra = {} if labels is None else {"y": labels}
-        np.savez(out, x=samples, **extra)
-        return out
-    if samples.ndim == 2:
-        figures.write_points(out, samples[:, :2])
-    else:
-        if state.get("config", {}).get("data", {}).get("scale") == "symmetric":
-            samples = (samples + 1.0) / 2.0
-        figures.write_grid(out, samples, columns)
+    with replacing_file(out) as tmp:
+        if out.suffix == ".npz":
+            extra = {} if labels is None else {"y": labels}
+            np.savez(tmp, x=samples, **extra)
+        elif samples.ndim == 2:
+            figures.write_points(tmp, samples[:, :2])
+        else:
+            if state.get("config", {}).get("data", {}).get("scale") == "symmetric":
+                samples = (samples + 1.0) / 2.0
+            figures.write_grid(tmp, samples, columns)
     return out
 
 
@@ -83,18 +108,22 @@ def translations_to_file(net, state, path, n, seed, out):
     from kgen import figures
     from kgen.data.pipeline import Pipeline
 
+    from kgen.evaluation import check_recorded_data
+
     config = state.get("config")
     if not config:
         raise UsageError(f"{path} records no training data set, so kgen cannot tell what to translate; "
                          "call model.translate(images) from Python instead.")
+    check_recorded_data(config["data"]["name"], path, "call model.translate(images) from Python instead")
     pipeline = Pipeline(config["data"])
     prepared = pipeline.prepare(pipeline.load("test"), seed=0)
     n = min(n, len(prepared.x))
     idx = np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).choice(len(prepared.x), n, False))
     prepared = dataclasses.replace(prepared, x=prepared.x[idx], x_source=prepared.x_source[idx])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        extra = {"target": prepared.x} if prepared.source.paired else {}
-        np.savez(out, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
-        return out
-    return figures.write_translation_figure(out, net, prepared, n, scale=config["data"]["scale"])
+    with replacing_file(out) as tmp:
+        if out.suffix == ".npz":
+            extra = {"target": prepared.x} if prepared.source.paired else {}
+            np.savez(tmp, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
+        else:
+            figures.write_translation_figure(tmp, net, prepared, n, scale=config["data"]["scale"])
+    return out

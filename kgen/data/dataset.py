@@ -95,6 +95,12 @@ def validate_array(x, what):
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{what}: expected a numeric array, got dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{what}: expected real numbers, got complex values (dtype {x.dtype}); store real "
+                        "images or points (np.abs(x) or x.real, if that is what you mean).")
+    if x.ndim == 0:
+        raise DataError(f"{what}: expected an array of examples, (N, D) points or (N, H, W[, C]) images, "
+                        f"got a single {x.dtype} value; store the examples themselves under 'x'.")
     if x.size == 0 or len(x) == 0:
         raise DataError(f"{what}: the array is empty; expected at least one example.")
     if x.ndim == 3:

@@ -15,6 +15,13 @@ so the graphs hold no random ops and run the same in every runtime.
 Inputs are named after the endpoint's parameters (`z`, `u`, `labels`);
 outputs are `output_0`, or the keys of a dict output (`mean`, `logvar`).
 
+Every output is written whole (`kgen.export.outputs`): into a temporary
+beside `out`, renamed into place only once complete, so a failed export
+leaves nothing half-written and any previous export as it was. A folder
+`out` must be new or empty; `overwrite=True` (`kgen export --overwrite`)
+replaces a previous export there whole, never merging with it. A kgen run
+folder is always refused.
+
 Export traces TensorFlow graphs, so it runs on the TensorFlow backend; a
 `.keras` trained on JAX or PyTorch reloads there (`kgen export` switches to
 it by itself).
@@ -30,11 +37,12 @@ import pathlib
 from kgen.errors import UsageError
 from kgen.export.common import FORMATS, ExportError, check_format, require_tensorflow, select_endpoints
 from kgen.export.litert import tflite_op_names
+from kgen.export.outputs import OutputError, check_folder_target, replacing_file, replacing_folder
 
-__all__ = ["FORMATS", "ExportError", "export", "tflite_op_names"]
+__all__ = ["FORMATS", "ExportError", "OutputError", "export", "tflite_op_names"]
 
 
-def export(model, fmt, out, endpoints=None):
+def export(model, fmt, out, endpoints=None, overwrite=False):
     """Writes the serving endpoints of `model` in format `fmt` to `out`.
 
     Args:
@@ -43,6 +51,8 @@ def export(model, fmt, out, endpoints=None):
         out: output folder ("saved_model", "onnx") or `.tflite` file ("litert").
         endpoints: names of the endpoints to export; default every endpoint
             ("saved_model", "onnx") or the model's `litert_endpoints`.
+        overwrite: replace a previous export in a non-empty `out` folder
+            (refused otherwise); a `.tflite` file is always replaced whole.
 
     Returns:
         `{"path": str, "format": fmt, "endpoints": [names]}`; "onnx" adds
@@ -50,7 +60,9 @@ def export(model, fmt, out, endpoints=None):
 
     Raises:
         UsageError: unknown format or endpoint, or an `out` that does not fit
-            the format.
+            the format, a non-empty folder without `overwrite`, or a kgen run folder.
+        OutputError: the output could not be written (full disk, permissions);
+            nothing was written at `out`.
         BackendError: Keras does not run the TensorFlow backend.
         ExportError: an endpoint does not convert (LiteRT builtins, ONNX ops),
             or the ONNX extra is not installed.
@@ -58,27 +70,30 @@ def export(model, fmt, out, endpoints=None):
     check_format(fmt)
     require_tensorflow()
     out = pathlib.Path(out)
-    _check_out(fmt, out)
+    _check_out(fmt, out, overwrite)
     chosen = select_endpoints(model, endpoints, fmt)
     written = {"path": str(out), "format": fmt, "endpoints": list(chosen)}
-    if fmt == "saved_model":
-        from kgen.export.saved_model import write_saved_model
-
-        write_saved_model(model, chosen, out)
-    elif fmt == "litert":
+    if fmt == "litert":
         from kgen.export.litert import write_litert
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_litert(model, chosen, out)
-    else:
-        from kgen.export.onnx_files import write_onnx
+        with replacing_file(out) as tmp:
+            write_litert(model, chosen, tmp)
+        return written
+    with replacing_folder(out, overwrite, what=f"{fmt} export") as tmp:
+        if fmt == "saved_model":
+            from kgen.export.saved_model import write_saved_model
 
-        written["files"] = [str(p) for p in write_onnx(model, chosen, out)]
+            write_saved_model(model, chosen, tmp)
+        else:
+            from kgen.export.onnx_files import write_onnx
+
+            files = write_onnx(model, chosen, tmp)
+            written["files"] = [str(out / p.name) for p in files]
     return written
 
 
-def _check_out(fmt, out):
-    """Raises `UsageError` when `out` is not a folder ("saved_model", "onnx") or `.tflite` file."""
+def _check_out(fmt, out, overwrite=False):
+    """Raises `UsageError` when `out` is not a folder ("saved_model", "onnx") or `.tflite` file, or may not be written."""
     if fmt == "litert":
         if out.suffix != ".tflite" or out.is_dir():
             raise UsageError(
@@ -91,3 +106,4 @@ def _check_out(fmt, out):
         raise UsageError(
             f"ONNX export writes one .onnx file per endpoint into a folder; pass a folder path, not {out}."
         )
+    check_folder_target(out, overwrite, what=f"{fmt} export")

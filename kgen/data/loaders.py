@@ -491,21 +491,6 @@ def _check_npz_magic(path):
         raise DataError(f"{path} is not a .npz file ({what}); {hint}")
 
 
-def _check_npz_magic(path):
-    """Raises `DataError` unless `path` starts like a .npz (a zip archive); names a .npy or another file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError as e:
-        raise DataError(f"{path} cannot be read ({e.strerror or e}).") from None
-    hint = "save images with np.savez(path, x=images, y=labels)."
-    if head.startswith(b"\x93NUMPY"):
-        raise DataError(f"{path} is a .npy file (one array), not a .npz archive; {hint}")
-    if not head.startswith(b"PK"):
-        what = "it is empty" if not head else "not a zip archive: a text or other file named .npz"
-        raise DataError(f"{path} is not a .npz file ({what}); {hint}")
-
-
 def load_png_folder(path, split="train", valid_fraction=0.1, test_fraction=0.1, split_seed=0,
                     max_pixels=DEFAULT_MAX_PIXELS, **_):
     """A folder of PNG images of one size; sub-folders named by class give labels."""

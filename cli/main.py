@@ -238,8 +238,13 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
         click.echo(line)
     if "nll" not in result:
         return
-    kind = "exact" if result["nll_kind"] == "exact" else "upper bound"
+    kind = {"exact": "exact", "ais": "AIS estimate"}.get(result["nll_kind"], "upper bound")
     click.echo(f"  NLL ({kind}): {result['nll']['nats']:.3f} nats  {result['nll']['bits_per_dim']:.4f} bits/dim")
+    if "log_z" in result:  # an energy model's partition function (AIS: its spread over chains)
+        spread = f" +/- {result['log_z_stderr']:.3f}" if result.get("log_z_stderr") is not None else ""
+        how = (f" (AIS: {result['ais_chains']} chains, {result['ais_betas']} betas)" if result.get("ais_chains")
+               else " (exact)")
+        click.echo(f"  log Z: {result['log_z']:.3f}{spread}{how}")
     if "elbo" in result:
         click.echo(f"  ELBO: {result['elbo']['nats']:.3f} nats (recon {result['recon']:.3f}, KL {result['kl']:.3f})")
     if "iw_bound" in result:

@@ -8,7 +8,7 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | capability | methods / attributes | who uses it |
 | --- | --- | --- |
 | sampling (every model) | `noise_spec`, `sample_from_noise` (`sample`, `draw_noise` follow) | `kgen sample`, epoch grids, FID |
-| a density | `log_prob` and `log_prob_kind` ("exact" or "elbo") | `kgen evaluate` (NLL, bits/dim) |
+| a density | `log_prob` and `log_prob_kind` ("exact", "elbo" or "ais") | `kgen evaluate` (NLL, bits/dim) |
 | a latent model's bounds | `score` (ELBO terms, importance-weighted bound) | `kgen evaluate` |
 | training | `compile_for_training`, `fit_inputs` | `kgen train` |
 | translation (image to image) | `translate`, `translation_panels` | `kgen sample`, epoch figures |
@@ -67,8 +67,9 @@ class GenerativeModel(keras.Model):
             None.
     """
 
-    # What `log_prob` returns: "exact" (autoregressive models, flows), "elbo"
-    # (a bound: latent models), or None for a model without a density (GANs).
+    # What `log_prob` returns: "exact" (autoregressive models, flows, small RBMs), "elbo"
+    # (a bound: latent models), "ais" (an estimate through AIS's log Z: RBMs), or None for a
+    # model without a density (GANs).
     log_prob_kind = None
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, **kwargs):

@@ -91,6 +91,7 @@ def gumbel_softmax(logits, u, tau, straight_through=False):
     Returns:
         (z, log_y): the sample the decoder sees and the log of the relaxed sample y.
     """
+    logits, u = ops.convert_to_tensor(logits, "float32"), ops.convert_to_tensor(u, "float32")
     log_y = ops.log_softmax((logits + gumbel_noise(u)) / tau, axis=-1)
     y = ops.exp(log_y)
     if straight_through:
@@ -105,6 +106,7 @@ def concrete_log_density(log_y, logits, tau):
     With respect to Lebesgue measure on the first K - 1 coordinates of the simplex
     (Maddison et al. 2017, Definition 1).
     """
+    log_y, logits = ops.convert_to_tensor(log_y, "float32"), ops.convert_to_tensor(logits, "float32")
     k = int(log_y.shape[-1])
     tau = ops.cast(tau, "float32")
     return (
@@ -117,7 +119,7 @@ def concrete_log_density(log_y, logits, tau):
 
 def categorical_kl_to_uniform(logits):
     """KL(Cat(softmax(logits)) || uniform) per variable: sum_k q_k (log q_k + log K)."""
-    log_q = ops.log_softmax(logits, axis=-1)
+    log_q = ops.log_softmax(ops.convert_to_tensor(logits, "float32"), axis=-1)
     return ops.sum(ops.exp(log_q) * (log_q + math.log(int(logits.shape[-1]))), axis=-1)
 
 

@@ -63,7 +63,7 @@ def test_straight_through_gradient_is_the_relaxed_gradient():
     for st in (False, True):
         def loss_fn(st=st):
             z, _ = gumbel_softmax(logits, u, 0.7, straight_through=st)
-            return keras.ops.sum(w * z), z
+            return keras.ops.sum(keras.ops.multiply(w, z)), z
 
         (_, forward[st]), (grad,) = value_and_grad(loss_fn, [logits], has_aux=True)
         grads[st] = _np(grad)

@@ -194,3 +194,18 @@ def test_round_trip_and_bad_options(tmp_path, digits):
                        (dict(latent_classes=1), "latent_classes >= 2")]:
         with pytest.raises(UsageError, match=match):
             kgen.build_model("concrete_vae", input_shape=digits.shape, num_levels=17, **bad)
+
+
+def test_binarized_mnist_recipe_is_jang_et_al_table_1():
+    """784-512-256-(20x10)-256-512-784, tau = max(0.5, exp(-r t)) with tau_0 = 1, analytic KL."""
+    from kgen import config as config_lib
+
+    config = config_lib.resolve(config_file=config_lib.recipe_path("concrete_vae", "binarized_mnist"))
+    hparams = config_lib.model_hparams(config)
+    hparams.pop("conditional", None)
+    model = kgen.build_model("concrete_vae", input_shape=(28, 28, 1), num_levels=2, **hparams)
+    assert (model.latent, model.latent_vars, model.latent_classes) == ("categorical", 20, 10)
+    assert model.hidden_units == (512, 256) and model.likelihood == "bernoulli" and model.kl == "discrete"
+    assert (model.temperature, model.tau_min) == (1.0, 0.5) and config["evaluate"]["iw_samples"] == 5000
+    assert [w.shape for w in model.trainable_weights[::2]] == [(784, 512), (512, 256), (256, 200), (200, 256),
+                                                               (256, 512), (512, 784)]

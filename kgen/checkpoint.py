@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kgen.errors import CheckpointError
+from kgen.files import fsync_path
 
 STATE_MEMBER = "kgen_state.json"
 TMP_PREFIX = ".tmp-"
@@ -40,19 +41,6 @@ def seed_states(model):
 def restore_seed_states(model, states):
     for sg, value in zip(seed_generators(model), states):
         sg.state.assign(np.asarray(value, dtype=sg.state.dtype))
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # === One process per run folder ===
@@ -165,7 +153,7 @@ def save_checkpoint(model, path, state=None, _before_rename=None):
             _before_rename(tmp)
         verify_checkpoint(tmp)  # a torn or foreign file never replaces a good checkpoint
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

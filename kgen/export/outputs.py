@@ -15,6 +15,7 @@ import pathlib
 import shutil
 
 from kgen.errors import KgenError, UsageError
+from kgen.files import fsync_path
 
 TMP_PREFIX = ".tmp-"  # as kgen.checkpoint's temporaries
 
@@ -39,19 +40,6 @@ def _remove(path):
         path.unlink(missing_ok=True)
 
 
-def _fsync(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_failed(path, e):
     reason = e.strerror or str(e) if isinstance(e, OSError) else str(e)
     return OutputError(f"could not write {path} ({reason}); nothing was written there and any previous "
@@ -74,9 +62,9 @@ def replacing_file(path):
         yield tmp
         if not tmp.is_file():
             raise OutputError(f"writing {path} produced no file; nothing was written there.")
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        fsync_path(path.parent)
     except OSError as e:
         raise _write_failed(path, e) from None
     finally:
@@ -139,13 +127,13 @@ def replacing_folder(path, overwrite=False, what="export"):
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
-                _fsync(f)
+                fsync_path(f)
         if path.is_dir() and any(path.iterdir()):
             os.replace(path, old)  # the previous export steps aside whole, then goes
         elif path.is_dir():
             path.rmdir()
         os.replace(tmp, path)
-        _fsync(path.parent)
+        fsync_path(path.parent)
     except OSError as e:
         if old.exists() and not path.exists():  # put the previous export back
             os.replace(old, path)

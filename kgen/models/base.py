@@ -230,6 +230,11 @@ class GenerativeModel(keras.Model):
             return (x, labels)
         return x
 
+    def plus_layer_losses(self, loss):
+        """`loss` plus the losses layers added (`self.losses`: regularizers), as `compute_loss` returns it."""
+        losses = self.losses
+        return loss + keras.ops.sum(losses) if losses else loss
+
     def one_hot_labels(self, labels):
         """(batch,) integer labels -> (batch, num_classes) one-hot floats (any leading shape flattened)."""
         return keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), self.num_classes)

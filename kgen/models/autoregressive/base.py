@@ -100,10 +100,7 @@ class AutoregressiveModel(GenerativeModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         images, _ = self.split_inputs(x)
         loss = -ops.mean(self.log_likelihood(images, y_pred))
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(losses)
-        return loss
+        return self.plus_layer_losses(loss)
 
     def check_data(self, data):
         super().check_data(data)

@@ -401,10 +401,7 @@ class RBM(GenerativeModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self.recon_tracker.update_state(y_pred["recon_error"])
         loss = ops.mean(y_pred["free_data"]) - ops.mean(y_pred["free_model"])
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(losses)
-        return loss
+        return self.plus_layer_losses(loss)
 
     def check_data(self, data):
         super().check_data(data)

@@ -166,10 +166,7 @@ class Flow(GenerativeModel):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = -ops.mean(y_pred)
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(losses)
-        return loss
+        return self.plus_layer_losses(loss)
 
     # === Likelihood ===
 

@@ -61,7 +61,7 @@ from keras import layers, ops
 
 from kgen.errors import DataError, UsageError
 from kgen.models.base import GenerativeModel
-from kgen.models.latent.vae import LIKELIHOODS, VAE, _dense_stack
+from kgen.models.latent.vae import VAE, _dense_stack, resolve_likelihood
 from kgen.registry import register_model
 
 LATENTS = ("categorical", "bernoulli")
@@ -203,20 +203,7 @@ class ConcreteVAE(GenerativeModel):
             raise UsageError("concrete_vae has no conditional version: drop num_classes.")
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
         # === Config ===
-        if likelihood == "auto":
-            if num_levels is None:
-                likelihood = "gaussian"
-            else:
-                likelihood = "bernoulli" if num_levels == 2 else "categorical"
-        if likelihood not in LIKELIHOODS:
-            raise UsageError(f'unknown likelihood "{likelihood}"; choose one of {", ".join(LIKELIHOODS)}.')
-        if likelihood in ("bernoulli", "categorical") and num_levels is None:
-            raise UsageError(f"a {likelihood} likelihood needs discrete data (num_levels).")
-        if likelihood == "bernoulli" and num_levels != 2:
-            raise UsageError(
-                f"a bernoulli likelihood needs binary data, this data has {num_levels} levels; "
-                "binarize it (data.binarize) or use likelihood = \"categorical\"."
-            )
+        likelihood = resolve_likelihood(likelihood, num_levels)
         if latent not in LATENTS:
             raise UsageError(f'unknown latent "{latent}"; choose one of {", ".join(LATENTS)}.')
         if kl not in KL_KINDS:
@@ -367,10 +354,7 @@ class ConcreteVAE(GenerativeModel):
         self.kl_tracker.update_state(kl)
         self.tau_tracker.update_state(y_pred["temperature"])
         loss = ops.mean(recon + kl)
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(losses)
-        return loss
+        return self.plus_layer_losses(loss)
 
     def check_data(self, data):
         super().check_data(data)

@@ -69,6 +69,26 @@ def _dense_stack(units, activation, name):
     return [layers.Dense(u, activation=activation, name=f"{name}_dense_{i}") for i, u in enumerate(units)]
 
 
+def resolve_likelihood(likelihood, num_levels):
+    """The decoder likelihood for data with `num_levels` ("auto": Gaussian for continuous data,
+    Bernoulli for binary, categorical over the levels otherwise), checked against the data."""
+    if likelihood == "auto":
+        if num_levels is None:
+            likelihood = "gaussian"
+        else:
+            likelihood = "bernoulli" if num_levels == 2 else "categorical"
+    if likelihood not in LIKELIHOODS:
+        raise UsageError(f'unknown likelihood "{likelihood}"; choose one of {", ".join(LIKELIHOODS)}.')
+    if likelihood in ("bernoulli", "categorical") and num_levels is None:
+        raise UsageError(f"a {likelihood} likelihood needs discrete data (num_levels).")
+    if likelihood == "bernoulli" and num_levels != 2:
+        raise UsageError(
+            f"a bernoulli likelihood needs binary data, this data has {num_levels} levels; "
+            "binarize it (data.binarize) or use likelihood = \"categorical\"."
+        )
+    return likelihood
+
+
 @register_model("vae", family="latent", conditional=True,
                 tiny=dict(latent_dim=2, hidden_units=(16,)))
 class VAE(GenerativeModel):
@@ -123,20 +143,7 @@ class VAE(GenerativeModel):
     ):
         super().__init__(input_shape, num_levels, num_classes, **kwargs)
         # === Config ===
-        if likelihood == "auto":
-            if num_levels is None:
-                likelihood = "gaussian"
-            else:
-                likelihood = "bernoulli" if num_levels == 2 else "categorical"
-        if likelihood not in LIKELIHOODS:
-            raise UsageError(f'unknown likelihood "{likelihood}"; choose one of {", ".join(LIKELIHOODS)}.')
-        if likelihood in ("bernoulli", "categorical") and num_levels is None:
-            raise UsageError(f"a {likelihood} likelihood needs discrete data (num_levels).")
-        if likelihood == "bernoulli" and num_levels != 2:
-            raise UsageError(
-                f"a bernoulli likelihood needs binary data, this data has {num_levels} levels; "
-                "binarize it (data.binarize) or use likelihood = \"categorical\"."
-            )
+        likelihood = resolve_likelihood(likelihood, num_levels)
         if architecture not in ("mlp", "conv"):
             raise UsageError(f'unknown architecture "{architecture}"; choose "mlp" or "conv".')
         if architecture == "conv":
@@ -331,10 +338,7 @@ class VAE(GenerativeModel):
             loss = -ops.mean(y_pred["iw_bound"])
         else:
             loss = ops.mean(recon + self.beta * kl)
-        losses = self.losses
-        if losses:
-            loss = loss + ops.sum(losses)
-        return loss
+        return self.plus_layer_losses(loss)
 
     # === Likelihood ===
 

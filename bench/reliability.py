@@ -91,11 +91,11 @@ def two_trains(root, tries):
         ra, rb = a.wait(), b.wait()
         both_ran += ra == 0 and rb == 0
         refused += (ra == 0) != (rb == 0)
-        import kgen as lib
         from kgen import checkpoint
+        from kgen import config as config_lib
 
         state = checkpoint.read_state(run / "last.keras")
-        recorded = lib.config.resolve(config_file=run / "config.toml")
+        recorded = config_lib.resolve(config_file=run / "config.toml")
         mixed += state["config"]["train"]["seed"] != recorded["train"]["seed"]
     return {"tries": tries, "both_ran": both_ran, "one_refused": refused, "mixed_folders": mixed}
 
@@ -107,7 +107,10 @@ def train_and_resumes(root, tries):
         first = kgen(*BASE, "--epochs", "6", "--run-dir", str(run))  # a run to continue
         assert first.returncode == 0, first.stderr
         train = kgen(*BASE, "--epochs", "12", "--run-dir", str(run), "--resume", wait=False)
-        time.sleep(8.0)  # the train holds the folder now
+        lock = run / ".kgen.lock"
+        deadline = time.time() + 300
+        while time.time() < deadline and not (lock.exists() and lock.read_text().strip() == str(train.pid)):
+            time.sleep(0.2)  # until the train holds the folder
         for _ in range(2):
             r = kgen(*BASE, "--epochs", "12", "--run-dir", str(run), "--resume")
             refused += r.returncode != 0 and "in use by another kgen process" in r.stderr
@@ -132,21 +135,22 @@ def main():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     rng = random.Random(args.seed)
     start = time.time()
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "backend": os.environ["KERAS_BACKEND"]},
+        "command": " ".join(["python", "bench/reliability.py", f"--kills {args.kills}",
+                             f"--epochs {args.epochs}", f"--tries {args.tries}"]),
+    }
+    scenarios = {"kill_loop": lambda root: kill_loop(root, args.kills, args.epochs, rng),
+                 "two_trains_one_folder": lambda root: two_trains(root, args.tries),
+                 "train_and_two_resumes": lambda root: train_and_resumes(root, args.tries)}
     with tempfile.TemporaryDirectory() as tmp:
-        root = pathlib.Path(tmp)
-        result = {
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count(), "backend": os.environ["KERAS_BACKEND"]},
-            "command": " ".join(["python", "bench/reliability.py", f"--kills {args.kills}",
-                                 f"--epochs {args.epochs}", f"--tries {args.tries}"]),
-            "kill_loop": kill_loop(root, args.kills, args.epochs, rng),
-            "two_trains_one_folder": two_trains(root, args.tries),
-            "train_and_two_resumes": train_and_resumes(root, args.tries),
-        }
-    result["seconds"] = round(time.time() - start, 1)
+        for name, scenario in scenarios.items():  # the JSON is written after each, so a crash keeps the rest
+            result[name] = scenario(pathlib.Path(tmp))
+            result["seconds"] = round(time.time() - start, 1)
+            pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "kill_loop"} |
                      {"kill_loop": {k: v for k, v in result["kill_loop"].items() if k != "log"}}, indent=2))
-    pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

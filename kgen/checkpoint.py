@@ -17,10 +17,9 @@ import keras
 import numpy as np
 
 from kgen.errors import CheckpointError
-from kgen.files import fsync_path
+from kgen.files import TMP_PREFIX, fsync_path
 
 STATE_MEMBER = "kgen_state.json"
-TMP_PREFIX = ".tmp-"
 
 
 def seed_generators(model):

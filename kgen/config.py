@@ -66,6 +66,7 @@ RANGES = {
     ("data", "split_seed"): (0, MAX_SEED, True),
     ("data", "max_examples"): (0, None, True),
     ("data", "logit_alpha"): (0, 0.5, False),
+    ("data", "max_pixels"): (1, None, True),
     ("train", "batch_size"): (1, None, True),
     ("train", "learning_rate"): (0, None, True),
     ("train", "clipnorm"): (0, None, True),

@@ -2,6 +2,10 @@
 
 import os
 
+# Temporaries are `.tmp-<pid>-<name>` beside their target (checkpoints, exports, sample files), so a rename
+# never crosses a file system and `kgen.checkpoint.clean_stale` can tell whose writer is gone.
+TMP_PREFIX = ".tmp-"
+
 
 def fsync_path(path):
     """fsync a file or a folder (a folder: so a rename inside it survives a crash); best effort."""

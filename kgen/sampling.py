@@ -9,10 +9,10 @@ import pathlib
 
 import numpy as np
 
+from kgen.config import MAX_SEED
 from kgen.errors import UsageError
 from kgen.export.outputs import replacing_file
 
-MAX_SEED = 2**32 - 1
 
 
 def check_sample_args(n, seed, temperature):
@@ -107,7 +107,6 @@ def translations_to_file(net, state, path, n, seed, out):
 
     from kgen import figures
     from kgen.data.pipeline import Pipeline
-
     from kgen.evaluation import check_recorded_data
 
     config = state.get("config")

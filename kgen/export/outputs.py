@@ -15,9 +15,8 @@ import pathlib
 import shutil
 
 from kgen.errors import KgenError, UsageError
-from kgen.files import fsync_path
+from kgen.files import TMP_PREFIX, fsync_path
 
-TMP_PREFIX = ".tmp-"  # as kgen.checkpoint's temporaries
 
 # What a previous SavedModel or ONNX export holds at its top level: `--overwrite` replaces only such a folder.
 EXPORT_MEMBERS = {"saved_model.pb", "fingerprint.pb", "keras_metadata.pb", "variables", "assets"}

@@ -209,8 +209,8 @@ class GenerativeModel(keras.Model):
             )
         if self.conditional and data.y is None:
             raise DataError(data.missing_labels("a conditional model"))
-        if self.conditional and (int(data.y.max()) >= self.num_classes or int(data.y.min()) < 0):
-            bad = int(data.y.max()) if int(data.y.max()) >= self.num_classes else int(data.y.min())
+        bad = self._label_out_of_range(data.y) if self.conditional else None
+        if bad is not None:
             raise DataError(
                 f"{data.name}: label {bad} is out of range for a model with {self.num_classes} classes "
                 f"(labels must lie in 0..{self.num_classes - 1})."
@@ -224,9 +224,9 @@ class GenerativeModel(keras.Model):
                     f"{type(self).__name__} is conditional on {self.num_classes} classes: pass labels."
                 )
             labels = np.asarray(labels, "int32")
-            if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise DataError(f"labels must lie in 0..{self.num_classes - 1}, got "
-                                f"{int(labels.min()) if labels.min() < 0 else int(labels.max())}.")
+            bad = self._label_out_of_range(labels)
+            if bad is not None:
+                raise DataError(f"labels must lie in 0..{self.num_classes - 1}, got {bad}.")
             return (x, labels)
         return x
 
@@ -247,9 +247,21 @@ class GenerativeModel(keras.Model):
         if labels is None:
             return np.arange(n, dtype="int32") % self.num_classes
         labels = np.broadcast_to(np.asarray(labels, "int32"), (n,))
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise UsageError(f"labels must lie in 0..{self.num_classes - 1}, got {labels.max()}.")
+        bad = self._label_out_of_range(labels)
+        if bad is not None:
+            raise UsageError(f"labels must lie in 0..{self.num_classes - 1}, got {bad}.")
         return labels
+
+    def _label_out_of_range(self, labels):
+        """The first offending label (the smallest if any is negative, else the largest), or None."""
+        labels = np.asarray(labels)
+        if labels.size == 0:
+            return None
+        if int(labels.min()) < 0:
+            return int(labels.min())
+        if int(labels.max()) >= self.num_classes:
+            return int(labels.max())
+        return None
 
     # === Compiled helpers ===
 

@@ -206,6 +206,7 @@ class Trainer:
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
+            self.best_epoch = None
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
             if (self.run_dir / "last.keras").exists():  # another process got here first
@@ -312,7 +313,7 @@ class Trainer:
         if improved:
             self.best = value
             self.best_epoch = epoch
-        state = {"epoch": epoch, "best": self.best, "best_epoch": getattr(self, "best_epoch", None),
+        state = {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
                  "metric": metric, "config": self.config}
         checkpoint.save_checkpoint(self.model, self.run_dir / "last.keras", state)
         if improved:

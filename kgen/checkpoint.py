@@ -16,6 +16,7 @@ import zipfile
 import keras
 import numpy as np
 
+from kgen.budget import DEFAULT_MAX_PARAMETERS, ParameterBudgetError, parameter_budget, stored_parameters
 from kgen.errors import CheckpointError
 from kgen.files import TMP_PREFIX, fsync_path
 
@@ -210,6 +211,38 @@ def read_state(path):
     return state
 
 
+# A weight that loads needs a stored value; the slack covers any variable a layer makes that Keras
+# does not save (none in kgen's models: tests/models/test_conformance.py loads each with no slack).
+_BUDGET_SLACK = 1024
+MAX_PARAMETERS_ENV = "KGEN_MAX_PARAMETERS"
+
+
+def max_loaded_parameters():
+    """The most parameters a loaded checkpoint may have: `$KGEN_MAX_PARAMETERS`, else the default."""
+    raw = os.environ.get(MAX_PARAMETERS_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_PARAMETERS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CheckpointError(f"${MAX_PARAMETERS_ENV} must be a positive integer, got {raw!r}.")
+    return value
+
+
+def _stored_parameters(zf, path):
+    """Values stored in a `.keras` archive's weights (HDF5 headers only), 0 when it has none."""
+    if "model.weights.h5" not in zf.namelist():
+        return 0
+    try:
+        with zf.open("model.weights.h5") as f:
+            return stored_parameters(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupted: its weights file cannot be read "
+                              f"({type(e).__name__}: {e}); restore the file from a copy or retrain.") from None
+
+
 def load_model(path, compile=True):
     """Loads a `.keras` model with safe mode on; restores its random state.
 
@@ -222,9 +255,23 @@ def load_model(path, compile=True):
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-        if bad is not None:
-            raise zipfile.BadZipFile(bad)
-        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+            if bad is not None:
+                raise zipfile.BadZipFile(bad)
+            stored = _stored_parameters(zf, path)
+        # The config is built before the weights load: a config asking for more weights than the
+        # archive holds is refused as the model is built, before its memory is taken.
+        limit = min(stored + _BUDGET_SLACK, max_loaded_parameters())
+        hint = (f"raise ${MAX_PARAMETERS_ENV} (now {max_loaded_parameters():,}) if the file is yours"
+                if stored + _BUDGET_SLACK > max_loaded_parameters() else None)
+        with parameter_budget(limit, raise_hint=hint):
+            model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except ParameterBudgetError as e:
+        if hint:
+            raise CheckpointError(f"checkpoint {path}: {e}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or crafted: its config builds a model larger than the "
+            f"{stored:,} values its weights file stores ({str(e).split(';')[0]}); refused before "
+            "building it. Restore the file from a copy or retrain.") from None
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 (Keras raises many types on bad files)

@@ -16,6 +16,7 @@ import math
 import pathlib
 import tomllib
 
+from kgen.budget import DEFAULT_MAX_PARAMETERS
 from kgen.data import toy2d
 from kgen.data.pipeline import DATA_DEFAULTS
 from kgen.errors import ConfigError, did_you_mean
@@ -36,6 +37,7 @@ DEFAULTS = {
         "seed": 0,
         "grid_size": 64,  # samples in each epoch's grid
         "checkpoint_metric": "val_loss",  # "best.keras" keeps the lowest
+        "max_parameters": DEFAULT_MAX_PARAMETERS,  # larger models are refused before allocation (kgen.budget)
     },
     "evaluate": {
         "split": "test",
@@ -73,6 +75,7 @@ RANGES = {
     ("train", "steps_per_execution"): (1, None, True),
     ("train", "seed"): (0, MAX_SEED, True),
     ("train", "grid_size"): (1, None, True),
+    ("train", "max_parameters"): (1, None, True),
     ("evaluate", "batch_size"): (1, None, True),
     ("evaluate", "iw_samples"): (0, None, True),
     ("evaluate", "num_samples"): (0, None, True),

@@ -35,6 +35,10 @@ class CheckpointError(KgenError):
     """A checkpoint is missing, of a refused format, or corrupted."""
 
 
+class OutputError(KgenError):
+    """An output could not be written (full disk, no permission); the previous one is unchanged."""
+
+
 class OfflineError(KgenError):
     """A data set needs a download and the network is not reachable."""
 

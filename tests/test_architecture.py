@@ -129,7 +129,8 @@ def test_models_import_nothing_above_them(mod):
 
 def test_low_floors_import_no_models():
     graph = import_graph()
-    low = [m for m in graph if m.startswith(("kgen.registry", "kgen.errors", "kgen.backend", "kgen.layers",
+    low = [m for m in graph if m.startswith(("kgen.registry", "kgen.errors", "kgen.budget", "kgen.backend",
+                                             "kgen.layers",
                                              "kgen.data", "kgen.figures", "kgen.optimizers"))]
     for mod in low:
         up = sorted(t for t in graph[mod] if t.startswith(("kgen.models",) + ABOVE_MODELS))

@@ -14,7 +14,7 @@ import os
 import pathlib
 import shutil
 
-from kgen.errors import KgenError, UsageError
+from kgen.errors import OutputError, UsageError  # noqa: F401  (OutputError: kgen.export.outputs.OutputError, as before)
 from kgen.files import TMP_PREFIX, fsync_path
 
 
@@ -23,9 +23,6 @@ EXPORT_MEMBERS = {"saved_model.pb", "fingerprint.pb", "keras_metadata.pb", "vari
 # What marks a kgen run folder (kgen.training.trainer.RUN_MARKER, kgen.checkpoint.LOCK_NAME, checkpoints).
 RUN_FOLDER_MARKERS = ("last.keras", "best.keras", "config.toml", ".kgen.lock", "metrics.csv")
 
-
-class OutputError(KgenError):
-    """An output could not be written (full disk, no permission); the previous one is unchanged."""
 
 
 def _tmp_beside(path, tag=""):

@@ -25,8 +25,10 @@ import numpy as np
 
 from kgen import backend, checkpoint, config as config_lib, figures
 from kgen.api import get_entry
+from kgen.budget import DEFAULT_MAX_PARAMETERS, parameter_budget
 from kgen.data.pipeline import Pipeline
-from kgen.errors import TrainingDiverged, UsageError
+from kgen.errors import OutputError, TrainingDiverged, UsageError
+from kgen.files import TMP_PREFIX
 from kgen.optimizers import make_optimizer  # noqa: F401  (kgen.training.trainer.make_optimizer, as before)
 from kgen.training.callbacks import NaNGuard, ProgressBar
 
@@ -64,12 +66,18 @@ def build_for_data(config, data):
         raise UsageError(f"{name} has no conditional version; remove model.conditional.")
     if conditional and data.num_classes is None:
         raise UsageError(f"{data.name} has no labels; a conditional {name} needs them.")
-    return entry.cls(
-        input_shape=data.shape,
-        num_levels=data.num_levels,
-        num_classes=data.num_classes if conditional else None,
-        **hparams,
-    )
+    # Sizes come from the recipe and from the data (levels, classes): a model too large to hold is
+    # refused before its weights take memory, naming the key to lower (kgen.budget).
+    sizes = {f"model.{k}": v for k, v in config["model"].items() if k != "name"}
+    sizes.update({f"the data's levels ({data.name})": data.num_levels,
+                  f"the data's classes ({data.name})": data.num_classes if conditional else None})
+    with parameter_budget(config["train"].get("max_parameters", DEFAULT_MAX_PARAMETERS), sizes=sizes):
+        return entry.cls(
+            input_shape=data.shape,
+            num_levels=data.num_levels,
+            num_classes=data.num_classes if conditional else None,
+            **hparams,
+        )
 
 
 def fit_inputs(model, prepared, perm=None):
@@ -299,8 +307,22 @@ class Trainer:
             row.update({k: float(v[-1]) for k, v in hist.history.items()})
             row["seconds"] = round(time.perf_counter() - start, 2)  # the epoch's fit, validation included
             self.history.append(row)
-            self._end_epoch(row)
+            try:
+                self._end_epoch(row)
+            except OSError as e:  # disk full, permissions: say where, and that the last checkpoint is whole
+                raise self._write_failed(e, row["epoch"]) from None
         return self.history[-1]
+
+    def _write_failed(self, e, epoch):
+        where = pathlib.Path(e.filename) if e.filename else self.run_dir
+        if where.name.startswith(TMP_PREFIX):  # a checkpoint's temporary: name the folder it was going to
+            where = where.parent
+        last = self.run_dir / "last.keras"
+        done = checkpoint.read_state(last).get("epoch") if last.is_file() else None
+        kept = (f"{last} still holds epoch {done}, whole (checkpoints are written beside it and renamed)"
+                if done else "no checkpoint was written yet")
+        return OutputError(f"could not write {where} after epoch {epoch} ({e.strerror or e}); {kept}. Free "
+                           f"space or fix the permissions, then: kgen train --resume --run-dir {self.run_dir}")
 
     def _end_epoch(self, row):
         epoch = row["epoch"]

@@ -8,6 +8,8 @@ For each entry of `kgen.list_models()`, at the tiny size declared beside its reg
   every logged loss is finite, and the run folder has its checkpoint and sample figure;
 - the checkpoint loads back with plain `keras.saving.load_model` (kgen imported, nothing else)
   with equal weights and equal outputs;
+- the checkpoint stores a value for every weight its config builds, so `kgen.load_model`, which
+  builds a checkpoint's config under the count of values it stores (`kgen.budget`), loads it;
 - `sample(n, seed)` has the data's shape, is finite, and the same seed gives the same samples
   (image-to-image models: `translate` instead, which is what they offer);
 - every serving endpoint the model declares exports (SavedModel; LiteRT for its
@@ -18,6 +20,8 @@ A model registered without a tiny size fails at registration; one without its re
 What is particular to a model lives in its own test file.
 """
 
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -25,6 +29,7 @@ import pytest
 import kgen
 from kgen import api
 from kgen import config as config_lib
+from kgen.budget import parameter_budget, stored_parameters
 from kgen.data.pipeline import Pipeline
 
 BACKEND = keras.config.backend()
@@ -97,6 +102,16 @@ def test_keras_load_model_round_trip(trained):
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
     np.testing.assert_allclose(_outputs(loaded, valid), _outputs(model, valid), atol=1e-5)
+
+
+def test_checkpoint_stores_every_weight_its_config_builds(trained):
+    _, model, run_dir, _, _ = trained
+    with zipfile.ZipFile(run_dir / "last.keras") as zf, zf.open("model.weights.h5") as f:
+        stored = stored_parameters(f)
+    with parameter_budget(stored) as budget:  # no slack: the build must fit what the file stores
+        keras.saving.load_model(run_dir / "last.keras", compile=False)
+    assert 0 < budget.count <= stored
+    assert budget.count >= sum(int(np.prod(w.shape)) for w in model.weights)
 
 
 def test_sample_by_seed(trained):

@@ -19,6 +19,7 @@ import pytest
 import kgen
 from kgen import checkpoint
 from kgen.errors import CheckpointError, TrainingDiverged, UsageError
+from kgen.files import TMP_PREFIX
 from kgen.training.trainer import train
 
 
@@ -177,3 +178,48 @@ def test_divergence_in_the_first_epoch_names_no_missing_checkpoint(tmp_path, tin
         train(config, run_dir=tmp_path / "run", verbose=0)
     assert "last.keras" not in str(err.value)
     train(tiny_config("vae", "digits", "train.epochs=1"), run_dir=tmp_path / "run", verbose=0)  # starts afresh
+
+
+# === 13. A full disk names the path, keeps the last checkpoint, and the run resumes ===
+
+
+def test_a_full_disk_names_the_path_and_the_run_resumes(tmp_path, tiny_config, monkeypatch):
+    import errno
+
+    from kgen.errors import OutputError
+
+    run = tmp_path / "run"
+    config = tiny_config("vae", "digits", "train.epochs=2")
+    real_save = checkpoint.save_checkpoint
+
+    def disk_full_at_epoch_2(model, path, state=None, **kwargs):
+        if state["epoch"] == 2:
+            tmp = path.parent / f"{TMP_PREFIX}1-{path.name}"
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+        return real_save(model, path, state, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", disk_full_at_epoch_2)
+    with pytest.raises(OutputError) as e:
+        train(config, run_dir=run, verbose=0)
+    message = str(e.value)
+    assert f"could not write {run} after epoch 2 (No space left on device)" in message
+    assert f"{run / 'last.keras'} still holds epoch 1" in message and f"--resume --run-dir {run}" in message
+    monkeypatch.undo()
+    _, _, last = train(None, run_dir=run, resume=True, verbose=0)
+    assert last["epoch"] == 2 and checkpoint.read_state(run / "last.keras")["epoch"] == 2
+
+
+def test_an_unwritable_figure_is_named(tmp_path, tiny_config, monkeypatch):
+    import errno
+
+    from kgen import figures
+    from kgen.errors import OutputError
+
+    run = tmp_path / "run"
+
+    def no_space(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(figures, "write_loss_plot", no_space)
+    with pytest.raises(OutputError, match=r"could not write .*loss\.png after epoch 1 .*no checkpoint was written yet"):
+        train(tiny_config("vae", "digits", "train.epochs=1"), run_dir=run, verbose=0)

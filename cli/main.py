@@ -192,10 +192,18 @@ def _config_path(config_file):
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--out", default="samples.png", show_default=True, help="FILE.png (grid) or FILE.npz (arrays).")
 @click.option("--interpolate", "steps", type=int, default=None, metavar="STEPS",
-              help="GANs: latent walks, rows of STEPS images between two random latents (slerp).")
+              help="GANs and latent models: latent walks, rows of STEPS images between two prior draws.")
+@click.option("--from-data", is_flag=True,
+              help="--interpolate: walk between the codes of two test examples (latent models) instead.")
 @click.option("--code", type=int, default=None, metavar="I",
               help="InfoGAN: categories in rows, continuous code I swept from -1 to 1 in columns.")
-def sample(checkpoint, model, num, seed, label, temperature, out, steps, code):
+@click.option("--traverse", "traverse_steps", type=int, default=None, metavar="STEPS",
+              help="Latent models: one latent dimension a row (the most active), swept over STEPS values.")
+@click.option("--top-k", type=int, default=8, show_default=True, help="--traverse: rows (latent dimensions).")
+@click.option("--span", type=float, default=3.0, show_default=True,
+              help="--traverse: sweep from -SPAN to SPAN prior standard deviations.")
+def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_data, code, traverse_steps, top_k,
+           span):
     """Draw samples from a checkpoint or a shipped pretrained model."""
     from kgen.sampling import sample_to_file
 
@@ -204,8 +212,10 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, code):
     if num <= 0:
         raise click.UsageError("-n must be positive.")
     path = sample_to_file(checkpoint=checkpoint, model=model, n=num, seed=seed, label=label,
-                          temperature=temperature, out=out, interpolate=steps, code=code)
-    what = "latent walks" if steps else "a code grid" if code is not None else f"{num} samples"
+                          temperature=temperature, out=out, interpolate=steps, code=code,
+                          traverse=traverse_steps, top_k=top_k, span=span, from_data=from_data)
+    what = ("a traversal grid" if traverse_steps is not None else "latent walks" if steps
+            else "a code grid" if code is not None else f"{num} samples")
     click.echo(f"wrote {what} to {path}")
 
 
@@ -225,7 +235,7 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, code):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sample_metrics, num_samples, as_json):
     """Score a checkpoint: NLL (exact or bound) in nats and bits/dim; FID/KID for GANs."""
-    from kgen.evaluation import evaluate_checkpoint, sample_metrics_lines
+    from kgen.evaluation import evaluate_checkpoint, probe_lines, sample_metrics_lines
 
     result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, iw_samples=iw_samples,
                                  max_examples=max_examples, overrides=overrides, progress=not as_json,
@@ -234,8 +244,12 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
         _echo_json(result)
         return
     click.echo(f"{result['model']} on {result['dataset']} ({result['split']}, {result['examples']} examples)")
-    for line in sample_metrics_lines(result):
+    for line in sample_metrics_lines(result) + probe_lines(result):
         click.echo(line)
+    if "reconstruction_nll" in result:  # an autoencoder's (no likelihood of its own)
+        corrupted = result.get("reconstruction_nll_corrupted")
+        click.echo(f"  reconstruction NLL: {result['reconstruction_nll']:.3f} nats"
+                   + (f" (from corrupted inputs: {corrupted:.3f})" if corrupted is not None else ""))
     if "nll" not in result:
         return
     kind = {"exact": "exact", "ais": "AIS estimate"}.get(result["nll_kind"], "upper bound")

@@ -23,6 +23,10 @@ scored the same way:
 - `label_accuracy` (conditional models): how often the feature classifier
   recognises the label a sample was generated for.
 
+A model with an encoder (`latent_codes`: VAEs, autoencoders) gets `linear_probe`:
+the test accuracy of a logistic-regression probe fitted on its codes of labelled
+training data, beside the same probe on raw pixels (`linear_probe` below).
+
 A model with an `evaluate_extra(prepared, batch_size)` method adds its own
 metrics (a dict) to the result; when such a model cannot be scored from
 samples (pix2pix needs source images; no feature classifier for the data
@@ -166,6 +170,72 @@ def sample_metrics(model, pipeline, data, eval_config, num_samples=None, seed=0)
     return result
 
 
+PROBE_FIT_EXAMPLES = 10000  # at most this many labelled examples fit the probe (a seeded subset)
+
+
+def linear_probe(model, pipeline, data, prepared, batch_size=256, seed=0):
+    """A logistic-regression probe on the model's codes (`latent_codes`) and, the baseline, on pixels.
+
+    The probe is fitted on the labelled train split (at most `PROBE_FIT_EXAMPLES`, a seeded
+    subset) and scored on `data`, the split being evaluated. When the train split has no
+    labels (binarized MNIST: only its test split has them) or is the split scored, it is
+    fitted on the first half of the scored split and scored on the second half; `fit_on`
+    says which. Returns `{"accuracy", "pixel_accuracy", "chance", "fit_on", "fit_examples",
+    "test_examples", "code_size"}`, or `{"skipped": reason}` (no labels; a conditional model,
+    whose codes are computed given the label).
+    """
+    from kgen.metrics.linear_probe import probe_accuracy
+
+    if model.conditional:
+        return {"skipped": "a conditional model encodes x given its label: a probe of its codes would read "
+                           "the label it was given"}
+    if data.y is None:
+        return {"skipped": data.missing_labels("a linear probe")}
+    train = None
+    if data.split != "train":
+        train = Pipeline(dict(pipeline.config, max_examples=0)).load("train")
+        if train.y is None:
+            train = None
+    if train is not None:
+        if len(train) > PROBE_FIT_EXAMPLES:
+            pick = np.sort(np.random.default_rng([seed, 13]).choice(len(train), PROBE_FIT_EXAMPLES, replace=False))
+            train = dataclasses.replace(train, x=train.x[pick], y=train.y[pick])
+        fit = pipeline.prepare(train, seed=seed)
+        fit_x, fit_y, test_x, test_y = fit.x, train.y, prepared.x, data.y
+        fit_on = "train split"
+    else:
+        if len(data) < 4:
+            return {"skipped": f"{len(data)} labelled examples are too few to fit and score a probe"}
+        half = len(data) // 2
+        fit_x, fit_y, test_x, test_y = prepared.x[:half], data.y[:half], prepared.x[half:], data.y[half:]
+        fit_on = f"first half of the {data.split} split (scored on the second half; the train split has no labels)" \
+            if data.split != "train" else "first half of the train split (scored on the second half)"
+    num_classes = int(data.num_classes or max(np.max(fit_y), np.max(test_y)) + 1)
+    codes_fit = model.latent_codes(fit_x, batch_size=batch_size)
+    codes_test = model.latent_codes(test_x, batch_size=batch_size)
+    return {
+        "accuracy": probe_accuracy(codes_fit, fit_y, codes_test, test_y, num_classes),
+        "pixel_accuracy": probe_accuracy(fit_x, fit_y, test_x, test_y, num_classes),
+        "chance": 1.0 / num_classes,
+        "fit_on": fit_on,
+        "fit_examples": int(len(fit_y)),
+        "test_examples": int(len(test_y)),
+        "code_size": int(np.prod(codes_fit.shape[1:])),
+    }
+
+
+def probe_lines(result):
+    """Human-readable lines for the linear probe in an `evaluate_checkpoint` result (none if absent)."""
+    probe = result.get("linear_probe")
+    if not probe:
+        return []
+    if "skipped" in probe:
+        return [f"  linear probe skipped: {probe['skipped']}"]
+    return [f"  linear probe (logistic regression, test accuracy): codes {probe['accuracy']:.4f} "
+            f"({probe['code_size']} features), pixels {probe['pixel_accuracy']:.4f}, chance {probe['chance']:.3f}; "
+            f"fitted on {probe['fit_examples']} examples of the {probe['fit_on']}"]
+
+
 def check_recorded_data(name, checkpoint, instead):
     """Raises `UsageError` unless `name`, a data set a checkpoint records, is a built-in data set.
 
@@ -269,6 +339,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             result["sample_metrics_skipped"] = str(e)
     if model.supports("evaluate_extra"):
         result.update(model.evaluate_extra(prepared, eval_config["batch_size"]))
+    if model.supports("latent_codes"):  # a model with an encoder: how linearly its codes give the labels
+        result["linear_probe"] = linear_probe(model, pipeline, data, prepared, eval_config["batch_size"])
     result.update({"model": model.registered_name, "dataset": data.name, "split": split, "checkpoint": str(path)})
     return result
 

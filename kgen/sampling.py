@@ -33,13 +33,20 @@ def check_sample_args(n, seed, temperature):
 
 
 def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png",
-                   interpolate=None, code=None):
+                   interpolate=None, code=None, traverse=None, top_k=8, span=3.0, from_data=False):
     """Samples a checkpoint (or the pretrained `model`) into `out` (.png or .npz).
 
-    `interpolate=STEPS` (GANs) writes latent walks instead: `max(1, n // STEPS)`
-    rows, each STEPS images along the slerp path between two random latents.
+    `interpolate=STEPS` (GANs and latent models) writes latent walks instead:
+    `max(1, n // STEPS)` rows, each STEPS images along the model's path (slerp for
+    Gaussian latents) between two prior draws, or with `from_data` between the codes
+    of two test examples of the data set the checkpoint records.
     `code=I` (InfoGAN) writes the code grid: categories in rows, continuous
     code I swept from -1 to 1 in columns.
+    `traverse=STEPS` (latent models) writes a traversal grid: the `top_k` most active
+    latent dimensions in rows (ranked on test examples of the recorded data set; in
+    index order when there are none), each swept over STEPS values from -span to span
+    prior standard deviations around the code of a test example (`seed` picks which;
+    the prior's centre without data); the `.npz` gets the row dimensions as `dims`.
     """
     from kgen import checkpoint as ckpt
     from kgen import figures
@@ -58,13 +65,23 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         return translations_to_file(net, state, path, n, seed, out)
     labels = None if label is None else np.full(n, label, "int32")
     columns = None
-    if interpolate is not None or code is not None:
-        samples, columns, labels = _latent_figure(net, n, seed, label, interpolate, code)
+    extra = {}
+    if traverse is not None:
+        if interpolate is not None or code is not None:
+            raise UsageError("pass one of --traverse, --interpolate or --code.")
+        samples, columns, extra = _traversal_figure(net, state, path, seed, label, traverse, top_k, span)
+        labels = None if label is None else np.full(len(samples), label, "int32")
+    elif interpolate is not None or code is not None:
+        examples = _recorded_examples(state, path, required="--from-data") if from_data else None
+        samples, columns, labels = _latent_figure(net, n, seed, label, interpolate, code, examples)
     else:
+        if from_data:
+            raise UsageError("--from-data chooses the ends of --interpolate walks; add --interpolate STEPS.")
         samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
     with replacing_file(out) as tmp:
         if out.suffix == ".npz":
-            extra = {} if labels is None else {"y": labels}
+            if labels is not None:
+                extra["y"] = labels
             np.savez(tmp, x=samples, **extra)
         elif samples.ndim == 2:
             figures.write_points(tmp, samples[:, :2])
@@ -75,26 +92,80 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     return out
 
 
-def _latent_figure(net, n, seed, label, interpolate, code):
-    """(images, grid columns, labels or None) of latent walks or of InfoGAN's code grid."""
+def _latent_figure(net, n, seed, label, interpolate, code, examples=None):
+    """(images, grid columns, labels or None) of latent walks or of InfoGAN's code grid.
+
+    `examples`: walk between the codes of these (random ones with `seed`) instead of prior draws.
+    """
     name = type(net).__name__
     if interpolate is not None and code is not None:
         raise UsageError("pass --interpolate or --code, not both.")
+    if examples is not None and code is not None:
+        raise UsageError("--from-data chooses the ends of --interpolate walks, not of --code grids.")
     if code is not None:
         if not net.supports("code_grid"):
             raise UsageError(f"--code varies InfoGAN's latent codes; {name} has none.")
         steps = 8
         return net.code_grid(num_steps=steps, code=code, seed=0 if seed is None else seed), steps, None
     if not net.supports("interpolate"):
-        raise UsageError(f"--interpolate walks a GAN's latent space; {name} has no `interpolate`.")
+        raise UsageError(f"--interpolate walks a latent space; {name} has no `interpolate`.")
     if interpolate < 2:
         raise UsageError(f"--interpolate needs at least 2 steps, got {interpolate}.")
     rows = max(1, n // interpolate)
-    ends = net.draw_noise(2 * rows, seed)[0]
+    if examples is not None:
+        if not net.supports("latent_codes"):
+            raise UsageError(f"--from-data walks between the codes of examples; {name} has no encoder.")
+        if len(examples) < 2:
+            raise UsageError("--from-data needs at least 2 test examples.")
+        pick = np.random.default_rng(seed).choice(len(examples), 2 * rows, replace=2 * rows > len(examples))
+        ends = net.latent_codes(examples[pick], None if label is None else np.full(2 * rows, label, "int32"))
+    else:
+        ends = net.draw_latents(2 * rows, seed)
     walks = [net.interpolate(ends[2 * r], ends[2 * r + 1], num_steps=interpolate,
                              labels=None if label is None else label) for r in range(rows)]
     labels = None if label is None else np.full(rows * interpolate, label, "int32")
     return np.concatenate(walks), interpolate, labels
+
+
+def _traversal_figure(net, state, path, seed, label, steps, top_k, span):
+    """(images, grid columns, {"dims": ...}) of a latent model's traversal grid (see `sample_to_file`)."""
+    name = type(net).__name__
+    if not net.supports("traverse"):
+        raise UsageError(f"--traverse sweeps a latent model's code dimensions; {name} has no `traverse`.")
+    if steps < 2:
+        raise UsageError(f"--traverse needs at least 2 values a row, got {steps}.")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be a positive number of rows, got {top_k}.")
+    if not (math.isfinite(span) and span > 0):
+        raise UsageError(f"--span must be a finite number above 0 (prior standard deviations), got {span}.")
+    x = _recorded_examples(state, path)
+    if x is not None and seed is not None:  # the base code is the first example's: the seed picks it
+        x = np.roll(x, -int(np.random.default_rng(seed).integers(len(x))), axis=0)
+    grid = net.traverse(x=x, top_k=top_k, num_steps=steps, span=span,
+                        labels=None if label is None else np.array([label], "int32"))
+    return grid.images, len(grid.images) // len(grid.dims), {"dims": grid.dims, "values": grid.values}
+
+
+TRAVERSAL_EXAMPLES = 1000  # test examples that rank a traversal's dimensions
+
+
+def _recorded_examples(state, path, required=None):
+    """Prepared test examples of the built-in data set a checkpoint records (the first
+    `TRAVERSAL_EXAMPLES`), or None when it records none or a path (`required`: an option that
+    needs them, which makes that a `UsageError`)."""
+    from kgen.data import DATASETS
+    from kgen.data.pipeline import Pipeline
+
+    config = state.get("config") or {}
+    name = config.get("data", {}).get("name")
+    if name is None or str(name) not in DATASETS:
+        if required:
+            raise UsageError(f"{required} needs the test examples of the data set {path} was trained on, and "
+                             f"it records {'none' if name is None else 'a file, not a built-in data set'}; "
+                             "call model.latent_codes(x) and model.interpolate from Python instead.")
+        return None
+    pipeline = Pipeline(config["data"])
+    return pipeline.prepare(pipeline.load("test").subset(TRAVERSAL_EXAMPLES), seed=0).x
 
 
 def translations_to_file(net, state, path, n, seed, out):

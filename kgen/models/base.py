@@ -12,13 +12,15 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | a latent model's bounds | `score` (ELBO terms, importance-weighted bound) | `kgen evaluate` |
 | training | `compile_for_training`, `fit_inputs` | `kgen train` |
 | translation (image to image) | `translate`, `translation_panels` | `kgen sample`, epoch figures |
-| latent walks | `interpolate`; InfoGAN's `code_grid` | `kgen sample --interpolate / --code` |
+| latent walks | `interpolate`, `latent_arithmetic`, `draw_latents`; InfoGAN's `code_grid` | `kgen sample --interpolate / --code` |
+| codes of data (an encoder) | `latent_codes`, `decode_latents`, `traverse` (`LatentWalks`) | `kgen evaluate` (linear probe), `kgen sample --traverse` |
 | extra metrics | `evaluate_extra` | `kgen evaluate` |
 | a 2-D density figure | `draws_density` | epoch figures of 2-D data |
 | serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
 | labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
 """
 
+import collections
 import math
 
 import keras
@@ -134,6 +136,38 @@ class GenerativeModel(keras.Model):
     def interpolate(self, z_start, z_end, num_steps=8, method="slerp", labels=None):
         """`num_steps` samples along a path between two latent vectors (models with a latent input)."""
         raise NotImplementedError(f"{type(self).__name__} has no latent space to walk.")
+
+    def latent_arithmetic(self, a, b, c, labels=None):
+        """The example decoded (generated) at mean(a) - mean(b) + mean(c) in latent space (Radford et al. 2016)."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent space to walk.")
+
+    def draw_latents(self, n, seed=None):
+        """`n` latent codes drawn from the model's prior (NumPy), the ends of `kgen sample --interpolate`.
+
+        The default is the first noise array of `draw_noise` (a GAN's z); latent models whose
+        codes are not their first noise (categorical codes, an autoencoder's fitted Gaussian)
+        override it.
+        """
+        return self.draw_noise(n, seed)[0]
+
+    def latent_codes(self, x, labels=None, batch_size=256):
+        """The codes of examples (NumPy `(n,) + latent_shape`): an encoder's features.
+
+        A VAE's posterior mean, an autoencoder's code. `kgen evaluate` fits a linear probe
+        on them where the data have labels; walks between data points start from them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no encoder.")
+
+    def decode_latents(self, z, labels=None, batch_size=256):
+        """The decoder's mean examples for codes `z` (NumPy), deterministic."""
+        raise NotImplementedError(f"{type(self).__name__} has no decoder of codes.")
+
+    def traverse(self, x=None, dims=None, top_k=8, num_steps=7, span=3.0, base=None, labels=None):
+        """A per-dimension traversal grid: one latent dimension swept per row, the others at a base code.
+
+        Returns a `Traversal` (images row by row, the codes, the dimensions, the swept values).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no latent dimensions to traverse.")
 
     def code_grid(self, num_steps=8, code=0, seed=0):
         """Samples with the latent codes swept: categories in rows, one continuous code in columns."""
@@ -345,3 +379,188 @@ class GenerativeModel(keras.Model):
         exported graphs hold no random ops.
         """
         return {}
+
+
+
+# === Latent walks (every family with a latent space) ===
+
+
+def interpolate_latents(z_start, z_end, num_steps=8, method="slerp"):
+    """`num_steps` latents from `z_start` to `z_end`, spherical ("slerp") or "linear".
+
+    Both ends are included; the latents are flattened, so the result is `(num_steps, size)`.
+    """
+    a = np.asarray(z_start, "float64").reshape(-1)
+    b = np.asarray(z_end, "float64").reshape(-1)
+    if a.shape != b.shape:
+        raise UsageError(f"the two ends of a walk must have one shape, got {a.size} and {b.size} values.")
+    if isinstance(num_steps, bool) or int(num_steps) < 2:
+        raise UsageError(f"a walk needs at least 2 steps, got {num_steps}.")
+    t = np.linspace(0.0, 1.0, int(num_steps))[:, None]
+    if method == "linear":
+        return ((1 - t) * a + t * b).astype("float32")
+    if method != "slerp":
+        raise UsageError(f'unknown interpolation "{method}"; choose "slerp" or "linear".')
+    cos = np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:  # (anti)parallel within rounding: linear is exact enough
+        return ((1 - t) * a + t * b).astype("float32")
+    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype("float32")
+
+
+Traversal = collections.namedtuple("Traversal", ["images", "codes", "dims", "values"])
+Traversal.__doc__ = """A traversal grid: `images` (rows * columns, ...) row by row, `codes` (rows, columns) + latent
+shape, `dims` (the latent dimension of each row), `values` (rows, columns) (the swept values)."""
+
+
+class LatentWalks:
+    """Latent walks for every model with an encoder and a decoder (the VAE family, autoencoders).
+
+    Mix in before `GenerativeModel` (`class VAE(LatentWalks, GenerativeModel)`): the model then
+    offers `latent_codes`, `decode_latents`, `interpolate`, `latent_arithmetic` and `traverse`
+    (`supports(...)` is true for each). It supplies:
+
+    - `latent_shape`: the shape of one code (a tuple);
+    - `code_of(x, labels)`: the code of a batch (tensors; a VAE's posterior mean);
+    - `decode(z, labels)`: the decoder's mean examples (tensors);
+    - optionally `latent_location()`: the prior's centre and scale per dimension (default
+      0 and 1: a standard-normal prior), `latent_activity(x, labels)`: how much each
+      dimension is used (default: the variance of the codes of `x`), `traversal_codes(...)`,
+      `draw_latents(n, seed)`, `walk_methods` (the paths it offers, the default first).
+
+    A traversal (Higgins et al. 2017) sweeps one dimension per row over
+    centre + v * scale, v in linspace(-span, span, num_steps) (prior standard deviations),
+    with every other dimension at the base code; rows are the `top_k` most active
+    dimensions (`latent_activity` over `x`; in index order when no data are given and the
+    model needs data to rank).
+    """
+
+    walk_methods = ("slerp", "linear")  # the paths `interpolate` offers, its default first
+
+    def _walk_labels(self, n, labels, what):
+        if not self.conditional:
+            if labels is not None:
+                raise UsageError(f"{type(self).__name__} is not conditional: it takes no labels.")
+            return np.zeros(n, "int32")
+        if labels is None:
+            raise UsageError(f"{type(self).__name__} is conditional on {self.num_classes} classes: "
+                             f"pass labels to {what} (kgen sample --label).")
+        return self._labels_for(n, labels)
+
+    def latent_codes(self, x, labels=None, batch_size=256):
+        """The code of each example (NumPy `(n,) + latent_shape`): see `code_of`."""
+        x = np.asarray(x, "float32")
+        labs = self._walk_labels(len(x), labels, "encode")
+        fn = self.compiled_fn("latent_codes", lambda a, l: self.code_of(a, l if self.conditional else None))
+        return self.batched(fn, [x, labs], batch_size)
+
+    def decode_latents(self, z, labels=None, batch_size=256):
+        """The decoder's mean examples for codes `z` (NumPy, `(n,) + latent_shape` or flattened)."""
+        z = np.asarray(z, "float32").reshape((-1,) + tuple(self.latent_shape))
+        labs = self._walk_labels(len(z), labels, "decode")
+        fn = self.compiled_fn("decode_latents", lambda a, l: self.decode(a, l if self.conditional else None))
+        return self.batched(fn, [z, labs], batch_size)
+
+    def interpolate(self, z_start, z_end, num_steps=8, method=None, labels=None):
+        """Decoded examples along a path from code `z_start` to code `z_end`, both ends included.
+
+        Args:
+            z_start, z_end: codes (`latent_shape`): prior draws (`draw_latents`) or the
+                codes of two examples (`latent_codes`).
+            num_steps: points on the path.
+            method: "slerp" or "linear"; None: the model's default (`walk_methods[0]`).
+            labels: one label for a conditional model.
+
+        Returns:
+            A NumPy array `(num_steps,) + input_shape`.
+        """
+        method = method or self.walk_methods[0]
+        if method not in self.walk_methods:
+            raise UsageError(f'{type(self).__name__} walks its codes by {" or ".join(self.walk_methods)}, '
+                             f'not "{method}".')
+        z = interpolate_latents(z_start, z_end, num_steps, method)
+        return self.decode_latents(z, labels)
+
+    def latent_arithmetic(self, a, b, c, labels=None):
+        """The example decoded at mean(a) - mean(b) + mean(c) (each a code or a group of codes)."""
+        size = int(np.prod(self.latent_shape))
+        a, b, c = (np.asarray(v, "float32").reshape(-1, size) for v in (a, b, c))
+        z = a.mean(axis=0) - b.mean(axis=0) + c.mean(axis=0)
+        return self.decode_latents(z[None], None if labels is None else np.asarray(labels).reshape(-1)[:1])[0]
+
+    @property
+    def traversal_units(self):
+        """How many rows a traversal can have: the latent dimensions (Concrete VAE: its variables)."""
+        return int(np.prod(self.latent_shape))
+
+    def latent_location(self):
+        """(centre, scale) of the prior per dimension, each `latent_shape`: N(0, I) by default."""
+        shape = tuple(self.latent_shape)
+        return np.zeros(shape, "float32"), np.ones(shape, "float32")
+
+    def latent_activity(self, x=None, labels=None):
+        """How much each latent dimension is used (`latent_shape`), or None without data.
+
+        The default: the variance of the codes of `x` over the examples (Burda et al.'s
+        activity statistic for a VAE's posterior means).
+        """
+        if x is None:
+            return None
+        return np.var(self.latent_codes(x, labels), axis=0)
+
+    def traversal_codes(self, base, dims, num_steps=7, span=3.0):
+        """Codes of a traversal grid `(len(dims), num_steps) + latent_shape` and the values swept.
+
+        Row r is `base` with dimension `dims[r]` (a flat index) set to centre + v * scale,
+        v in linspace(-span, span, num_steps).
+        """
+        centre, scale = (np.asarray(a, "float32").reshape(-1) for a in self.latent_location())
+        v = np.linspace(-float(span), float(span), int(num_steps), dtype="float32")
+        codes = np.repeat(np.repeat(np.asarray(base, "float32").reshape(1, 1, -1), len(dims), 0), len(v), 1)
+        values = np.empty((len(dims), len(v)), "float32")
+        for r, d in enumerate(dims):
+            values[r] = centre[d] + v * scale[d]
+            codes[r, :, d] = values[r]
+        return codes.reshape((len(dims), len(v)) + tuple(self.latent_shape)), values
+
+    def traverse(self, x=None, dims=None, top_k=8, num_steps=7, span=3.0, base=None, labels=None):
+        """A per-dimension traversal grid (see the class docstring).
+
+        Args:
+            x: examples that rank the dimensions by `latent_activity` (and whose first code
+                is the base when `base` is None); None: the prior's centre is the base and
+                dimensions go in index order unless the model ranks them without data.
+            dims: the dimensions (flat indices) of the rows; default the `top_k` most active.
+            top_k: rows when `dims` is None.
+            num_steps: columns (values swept).
+            span: the sweep's half-width in prior standard deviations.
+            base: the code every other dimension keeps (`latent_shape`).
+            labels: one label for a conditional model (used for `x` and the decoder).
+
+        Returns:
+            A `Traversal`: images `(rows * num_steps,) + input_shape`, row by row.
+        """
+        size = self.traversal_units
+        if isinstance(num_steps, bool) or int(num_steps) < 2:
+            raise UsageError(f"a traversal needs at least 2 values a row, got {num_steps}.")
+        if not float(span) > 0:
+            raise UsageError(f"the traversal span must be > 0 (prior standard deviations), got {span}.")
+        label_row = None if labels is None else np.asarray(labels).reshape(-1)[:1]
+        if dims is None:
+            if isinstance(top_k, bool) or int(top_k) < 1:
+                raise UsageError(f"top_k must be a positive number of rows, got {top_k}.")
+            xl = None if (x is None or label_row is None) else np.repeat(label_row, len(x))
+            activity = self.latent_activity(x, xl)
+            order = np.arange(size) if activity is None else np.argsort(-np.asarray(activity).reshape(-1), kind="stable")
+            dims = order[: min(int(top_k), size)]
+        dims = [int(d) for d in np.asarray(dims).reshape(-1)]
+        bad = [d for d in dims if not 0 <= d < size]
+        if bad:
+            raise UsageError(f"latent dimension {bad[0]} is out of range: the codes have {size} dimensions.")
+        if base is None:
+            base = (self.latent_codes(np.asarray(x)[:1], label_row)[0] if x is not None
+                    else self.latent_location()[0])
+        codes, values = self.traversal_codes(base, dims, num_steps, span)
+        flat = codes.reshape((-1,) + tuple(self.latent_shape))
+        images = self.decode_latents(flat, None if label_row is None else np.repeat(label_row, len(flat)))
+        return Traversal(images, codes, np.asarray(dims), values)

@@ -26,7 +26,7 @@ from keras import ops
 from kgen import backend
 from kgen.backend import adversarial
 from kgen.errors import UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import GenerativeModel, interpolate_latents
 from kgen.optimizers import make_optimizer
 
 OUTPUT_ACTIVATIONS = ("auto", "sigmoid", "tanh", "linear")
@@ -470,18 +470,3 @@ class AdversarialModel(GenerativeModel):
 
         return {"generate": (generate, [z_spec])}
 
-
-def interpolate_latents(z_start, z_end, num_steps=8, method="slerp"):
-    """`num_steps` latents from `z_start` to `z_end`, spherical ("slerp") or "linear"."""
-    a = np.asarray(z_start, "float64").reshape(-1)
-    b = np.asarray(z_end, "float64").reshape(-1)
-    t = np.linspace(0.0, 1.0, int(num_steps))[:, None]
-    if method == "linear":
-        return ((1 - t) * a + t * b).astype("float32")
-    if method != "slerp":
-        raise UsageError(f'unknown interpolation "{method}"; choose "slerp" or "linear".')
-    cos = np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b))
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if omega < 1e-6:  # (anti)parallel within rounding: linear is exact enough
-        return ((1 - t) * a + t * b).astype("float32")
-    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype("float32")

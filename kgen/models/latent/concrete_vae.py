@@ -44,6 +44,17 @@ z_i ~ q(z|x) and the uniform categorical prior (Burda et al. 2016). Sampling dra
 the prior by Gumbel-max from uniforms. The decoder, its likelihoods (Bernoulli,
 categorical over grey levels, Gaussian) and the bound loops are `kgen.models.latent.vae`'s.
 
+Latent walks (`kgen.models.base.LatentWalks`) on categorical codes: the code of x is
+the posterior mean E_q[z|x] = softmax(logits), a point of each variable's simplex
+(the relaxed samples the decoder was trained on live there too); prior draws are
+one-hot. `interpolate` is linear only (a straight path between two points of a
+simplex stays in it; slerp would leave it). A traversal's rows are the latent
+variables with the largest mean KL(q(z_v|x) || uniform) over data, and its columns
+cycle one variable through its K classes (one-hot; `num_steps` and `span` do not
+apply), every other variable kept at the base code; for Bernoulli latents the
+columns sweep the variable from 0 to 1 in `num_steps` relaxed values (the ends are
+the two discrete states).
+
 #### References
 
 - Jang, E., Gu, S. & Poole, B. Categorical Reparameterization with
@@ -57,10 +68,11 @@ categorical over grey levels, Gaussian) and the bound loops are `kgen.models.lat
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import GenerativeModel, LatentWalks
 from kgen.models.latent.vae import VAE, _dense_stack, resolve_likelihood
 from kgen.registry import register_model
 
@@ -130,7 +142,7 @@ def _uniform_from_normal(eps):
 
 @register_model("concrete_vae", family="latent",
                 tiny=dict(latent_vars=3, latent_classes=4, hidden_units=(16,)))
-class ConcreteVAE(GenerativeModel):
+class ConcreteVAE(LatentWalks, GenerativeModel):
     """Concrete / Gumbel-softmax VAE (Jang et al. 2017; Maddison et al. 2017): discrete latents.
 
     `log_prob(x)` is the ELBO of the discrete model (one-hot z, analytic KL), a
@@ -315,6 +327,57 @@ class ConcreteVAE(GenerativeModel):
         if self.latent == "bernoulli":
             return VAE.decode(self, ops.cast(z, "float32"))
         return VAE.decode(self, self._decoder_input(ops.cast(z, "float32")))
+
+    # === Latent walks ===
+
+    walk_methods = ("linear",)
+
+    @property
+    def latent_shape(self):
+        return (self.latent_vars,) if self.latent == "bernoulli" else (self.latent_vars, self.k)
+
+    @property
+    def traversal_units(self):
+        return self.latent_vars
+
+    def code_of(self, x, labels=None):
+        """The code of x: the posterior mean softmax(logits) (Bernoulli: the probability of "on")."""
+        probs = ops.softmax(self.encode(x), axis=-1)
+        return probs[..., 0] if self.latent == "bernoulli" else probs
+
+    def draw_latents(self, n, seed=None):
+        """`n` one-hot (Bernoulli: 0/1) codes from the uniform prior."""
+        rng = np.random.default_rng(seed)
+        if self.latent == "bernoulli":
+            return (rng.uniform(size=(n, self.latent_vars)) < 0.5).astype("float32")
+        return np.eye(self.k, dtype="float32")[rng.integers(0, self.k, (n, self.latent_vars))]
+
+    def latent_location(self):
+        """The prior's mean code (1/K for every class) and a unit scale (unused by the traversal)."""
+        centre = np.full(self.latent_shape, 1.0 / self.k, "float32")
+        return centre, np.ones(self.latent_shape, "float32")
+
+    def latent_activity(self, x=None, labels=None):
+        """Mean KL(q(z_v|x) || uniform) of each variable over the examples `x` (nats), None without data."""
+        if x is None:
+            return None
+        fn = self.compiled_fn("kl_per_var", lambda a: categorical_kl_to_uniform(self.encode(a)))
+        return self.batched(fn, [np.asarray(x, "float32")], 256).mean(axis=0)
+
+    def traversal_codes(self, base, dims, num_steps=7, span=3.0):
+        """Rows cycle variable `dims[r]` through its K classes (Bernoulli: 0 to 1 in `num_steps`)."""
+        base = np.asarray(base, "float32").reshape(self.latent_shape)
+        if self.latent == "bernoulli":
+            values = np.repeat(np.linspace(0.0, 1.0, int(num_steps), dtype="float32")[None], len(dims), 0)
+        else:
+            values = np.repeat(np.arange(self.k, dtype="float32")[None], len(dims), 0)
+        codes = np.repeat(np.repeat(base[None, None], len(dims), 0), values.shape[1], 1)
+        for r, v in enumerate(dims):
+            if self.latent == "bernoulli":
+                codes[r, :, v] = values[r]
+            else:
+                codes[r, :, v] = np.eye(self.k, dtype="float32")
+        return codes, values
 
     # === Temperature ===
 

@@ -15,6 +15,13 @@ Burda et al. (2016), which tightens to log p(x) as k grows; `train_samples = k >
 trains on that bound (the importance-weighted autoencoder, IWAE) instead of
 the ELBO.
 
+Latent walks (`kgen.models.base.LatentWalks`): the code of x is the posterior
+mean E_q[z|x]; `interpolate` follows the slerp path between two codes (prior
+draws or the codes of two examples), `latent_arithmetic` decodes
+mean(a) - mean(b) + mean(c), and `traverse` sweeps the most active dimensions,
+ranked by their mean KL(q(z_d|x) || N(0, 1)) over data, from -3 to 3 prior
+standard deviations around a base code (`kgen sample --traverse`).
+
 #### References
 
 - Kingma, D. P. & Welling, M. Auto-Encoding Variational Bayes. ICLR 2014.
@@ -33,7 +40,7 @@ from keras import layers, ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import LOG_2PI, GenerativeModel
+from kgen.models.base import LOG_2PI, GenerativeModel, LatentWalks
 from kgen.registry import register_model
 
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
@@ -91,7 +98,7 @@ def resolve_likelihood(likelihood, num_levels):
 
 @register_model("vae", family="latent", conditional=True,
                 tiny=dict(latent_dim=2, hidden_units=(16,)))
-class VAE(GenerativeModel):
+class VAE(LatentWalks, GenerativeModel):
     """Variational autoencoder (Kingma & Welling 2014), also beta-VAE and conditional VAE.
 
     `log_prob(x)` is the ELBO, a lower bound on log p(x) in nats;
@@ -303,6 +310,29 @@ class VAE(GenerativeModel):
             mean, log_scale = params
             ll = -0.5 * (LOG_2PI + 2.0 * log_scale + ops.square((x - mean) * ops.exp(-log_scale)))
         return ops.sum(ops.reshape(ll, (ops.shape(ll)[0], -1)), axis=-1)
+
+    # === Latent walks ===
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    def code_of(self, x, labels=None):
+        """The code of x: the posterior mean E_q[z|x]."""
+        return self.encode(x, labels)[0]
+
+    def latent_activity(self, x=None, labels=None):
+        """Mean KL(q(z_d|x) || N(0, 1)) of each dimension over the examples `x` (nats), None without data."""
+        if x is None:
+            return None
+        x = np.asarray(x, "float32")
+        labs = self._walk_labels(len(x), labels, "encode")
+
+        def kl_per_dim(a, l):
+            mean, logvar = self.encode(a, l if self.conditional else None)
+            return 0.5 * (ops.exp(logvar) + ops.square(mean) - 1.0 - logvar)
+
+        return self.batched(self.compiled_fn("kl_per_dim", kl_per_dim), [x, labs], 256).mean(axis=0)
 
     @staticmethod
     def kl_divergence(mean, logvar):

@@ -190,7 +190,8 @@ def _config_path(config_file):
 @click.option("--seed", type=int, default=None)
 @click.option("--label", type=int, default=None, help="Class label (conditional models).")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--out", default="samples.png", show_default=True, help="FILE.png (grid) or FILE.npz (arrays).")
+@click.option("--out", default="samples.png", show_default=True,
+              help="FILE.png (grid), FILE.npz (arrays), or FILE.txt (sequence models: one decoded sequence a line).")
 @click.option("--interpolate", "steps", type=int, default=None, metavar="STEPS",
               help="GANs and latent models: latent walks, rows of STEPS images between two prior draws.")
 @click.option("--from-data", is_flag=True,
@@ -259,6 +260,11 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
         how = (f" (AIS: {result['ais_chains']} chains, {result['ais_betas']} betas)" if result.get("ais_chains")
                else " (exact)")
         click.echo(f"  log Z: {result['log_z']:.3f}{spread}{how}")
+    if "nll_per_token" in result:  # sequence models
+        click.echo(f"  NLL per token: {result['nll_per_token']:.4f} nats")
+    if "nll_oracle" in result:
+        click.echo(f"  NLL_oracle of {result['nll_oracle_samples']} samples: {result['nll_oracle']:.4f} nats per token "
+                   f"(oracle: {result['oracle']})")
     if "elbo" in result:
         click.echo(f"  ELBO: {result['elbo']['nats']:.3f} nats (recon {result['recon']:.3f}, KL {result['kl']:.3f})")
     if "iw_bound" in result:

@@ -53,6 +53,7 @@ DEFAULTS = {
 CHOICES = {
     ("data", "binarize"): ("none", "static", "dynamic"),
     ("data", "scale"): ("unit", "symmetric"),
+    ("data", "tokens"): ("char", "word"),
     ("train", "optimizer"): ("adam", "adamw", "sgd", "rmsprop"),
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "xla"): ("auto", "on", "off"),
@@ -69,6 +70,7 @@ RANGES = {
     ("data", "max_examples"): (0, None, True),
     ("data", "logit_alpha"): (0, 0.5, False),
     ("data", "max_pixels"): (1, None, True),
+    ("data", "seq_len"): (2, None, True),
     ("train", "batch_size"): (1, None, True),
     ("train", "learning_rate"): (0, None, True),
     ("train", "clipnorm"): (0, None, True),
@@ -87,7 +89,7 @@ RANGES = {
 FLAGS = {("train", "batch_size"): "--batch-size", ("train", "seed"): "--seed", ("train", "epochs"): "--epochs"}
 
 # Filled in from the data set, never set in a recipe.
-DERIVED_MODEL_ARGS = ("self", "input_shape", "num_levels", "num_classes", "kwargs", "args", "name")
+DERIVED_MODEL_ARGS = ("self", "input_shape", "num_levels", "num_classes", "vocabulary", "kwargs", "args", "name")
 
 
 def configs_root():

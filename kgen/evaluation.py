@@ -253,6 +253,15 @@ def check_recorded_data(name, checkpoint, instead):
                      f"a file or folder only when you name it: {instead}.")
 
 
+def _sets_data_key(overrides, key):
+    """True when one of the `--set` items sets data.<key>."""
+    for item in overrides:
+        keys, _ = config_lib.parse_set(item) if isinstance(item, str) else item
+        if list(keys) == ["data", key]:
+            return True
+    return False
+
+
 def _names_data(overrides):
     """True when one of the `--set` items sets data.name."""
     for item in overrides:
@@ -297,6 +306,12 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
     elif not (dataset or _names_data(overrides)):
         check_recorded_data(config.get("data", {}).get("name"), path,
                             "pass --dataset with that path (or a built-in name) to score it")
+    if config is not None:  # sequence data: a file a checkpoint records (text, an oracle) is read only when named
+        for key in ("path", "oracle"):
+            value = str(config.get("data", {}).get(key) or "")
+            if value and not value.startswith("random") and not _sets_data_key(overrides, key):
+                raise UsageError(f"{path} records data.{key} = {value[:120]!r}; kgen reads a file only when you "
+                                 f"name it: pass --set data.{key}=PATH again to score it.")
     sets = list(overrides)
     if dataset:
         sets.insert(0, (["data", "name"], dataset))

@@ -53,8 +53,9 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     from kgen.saved import pretrained_path
 
     out = pathlib.Path(out)
-    if out.suffix not in (".png", ".npz"):
-        raise UsageError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name}.")
+    if out.suffix not in (".png", ".npz", ".txt"):
+        raise UsageError(f"--out must end in .png (a grid), .npz (arrays) or .txt (sequence models' text), "
+                         f"got {out.name}.")
     check_sample_args(n, seed, temperature)
     path = checkpoint or pretrained_path(model)
     net = ckpt.load_model(path, compile=False)
@@ -63,6 +64,8 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         raise UsageError(f"{type(net).__name__} in {path} is not conditional: drop --label.")
     if net.supports("translate"):  # image-to-image models translate the test split instead
         return translations_to_file(net, state, path, n, seed, out)
+    if net.supports("decode_sequences") or out.suffix == ".txt":  # token sequences: text, one a line
+        return sequences_to_file(net, n, seed, temperature, out, interpolate, code)
     labels = None if label is None else np.full(n, label, "int32")
     columns = None
     extra = {}
@@ -196,4 +199,23 @@ def translations_to_file(net, state, path, n, seed, out):
             np.savez(tmp, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
         else:
             figures.write_translation_figure(tmp, net, prepared, n, scale=config["data"]["scale"])
+    return out
+
+
+def sequences_to_file(net, n, seed, temperature, out, interpolate=None, code=None):
+    """Samples of a sequence model: `.txt` (one decoded sequence a line) or `.npz` (token ids, key `x`)."""
+    name = type(net).__name__
+    if not net.supports("decode_sequences"):
+        raise UsageError(f"--out {out.name}: .txt is for models of token sequences; {name} makes "
+                         "images or points: use .png or .npz.")
+    if out.suffix == ".png" or interpolate is not None or code is not None:
+        raise UsageError(f"{name} generates token sequences: pass --out FILE.txt (decoded text, one sequence "
+                         "a line) or FILE.npz (token ids), without --interpolate / --code.")
+    samples = net.sample(n, seed=seed, temperature=temperature)
+    with replacing_file(out) as tmp:
+        if out.suffix == ".npz":
+            np.savez(tmp, x=samples)
+        else:
+            text = "".join(line.replace("\n", " ") + "\n" for line in net.decode_sequences(samples))
+            pathlib.Path(tmp).write_text(text, encoding="utf-8")
     return out

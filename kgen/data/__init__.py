@@ -9,7 +9,7 @@
 import functools
 import pathlib
 
-from kgen.data import loaders, toy2d, translation
+from kgen.data import loaders, sequences, toy2d, translation
 from kgen.data.dataset import Dataset, from_array, validate_array
 from kgen.errors import UsageError, did_you_mean
 
@@ -25,6 +25,11 @@ DATASETS = {
     "cifar10": (functools.partial(loaders.load_keras_dataset, "cifar10"), "CIFAR-10 32x32 RGB (keras.datasets)"),
 }
 DATASETS.update(translation.TRANSLATION_DATASETS)
+DATASETS["seqgan_oracle"] = (sequences.load_seqgan_oracle,
+                             "SeqGAN synthetic data: 20-token sequences from an oracle LSTM, vocabulary 5000 "
+                             "(data.oracle: the published .npz, else kgen's random oracle)")
+DATASETS["text"] = (sequences.load_text, "character or word windows of a UTF-8 file or folder (data.path; "
+                    "default: the bundled corpus), vocabulary from the train split")
 for _name in toy2d.GENERATORS:
     DATASETS[_name] = (functools.partial(loaders.load_toy, _name), f"toy 2-D density '{_name}' (generated)")
 

@@ -16,9 +16,10 @@ class Dataset:
         split: "train", "valid" or "test".
         x: float32 array. Images are NHWC in [0, 1]; points are (N, D).
         y: int32 labels of shape (N,), or None.
-        kind: "image" or "points".
+        kind: "image", "points" or "sequence" (int32 token ids (N, T);
+            `kgen.data.sequences`).
         num_levels: discrete values per pixel (2 binary, 17 `digits`, 256
-            8-bit), or None for continuous data.
+            8-bit; a sequence's vocabulary size), or None for continuous data.
         num_classes: number of label classes, or None.
         x_source: translation data only: the source images (domain A);
             `x` then holds the targets (domain B). See `kgen.data.translation`.
@@ -27,6 +28,8 @@ class Dataset:
         labelled_splits: for a data set whose splits differ in having labels,
             the splits that have them (binarized_mnist: `("test",)`); None when
             every split is alike. `missing_labels` uses it to say where labels are.
+        vocabulary: text only: the `kgen.data.sequences.Vocabulary` of token ids.
+        oracle: seqgan_oracle only: the `kgen.data.sequences.Oracle` that made the data.
     """
 
     name: str
@@ -39,6 +42,8 @@ class Dataset:
     x_source: np.ndarray = None
     paired: bool = None
     labelled_splits: tuple = None
+    vocabulary: object = None
+    oracle: object = None
 
     def __len__(self):
         return len(self.x)

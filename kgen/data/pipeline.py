@@ -27,6 +27,11 @@ DATA_DEFAULTS = {
     "max_examples": 0,  # > 0: keep only the first N training examples
     "train_with_valid": False,  # true: train on train + valid (final-model protocol; val_* then score seen data)
     "max_pixels": 4096 * 4096,  # PNG folders: larger images are refused before decoding
+    # Sequence data (kgen.data.sequences):
+    "oracle": "",  # seqgan_oracle: a .npz oracle, "random[:SEED]"; "": seqgan_oracle.npz in dir / $KGEN_DATA_DIR, else random
+    "path": "",  # text: a UTF-8 file or folder ("": the bundled corpus)
+    "tokens": "char",  # text: char | word
+    "seq_len": 64,  # text: tokens per window
 }
 
 _SPLIT_SALT = {"train": 0, "valid": 1, "test": 2}
@@ -62,7 +67,8 @@ class Pipeline:
     def _load(self, split):
         c = self.config
         options = {"valid_fraction": c["valid_fraction"], "test_fraction": c["test_fraction"],
-                   "split_seed": c["split_seed"], "max_pixels": c["max_pixels"]}
+                   "split_seed": c["split_seed"], "max_pixels": c["max_pixels"],
+                   "oracle": c["oracle"], "path": c["path"], "tokens": c["tokens"], "seq_len": c["seq_len"]}
         if c["dir"]:
             options["data_dir"] = c["dir"]
         ds = load_dataset(c["name"], split=split, **options)

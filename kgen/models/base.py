@@ -15,6 +15,7 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | latent walks | `interpolate`, `latent_arithmetic`, `draw_latents`; InfoGAN's `code_grid` | `kgen sample --interpolate / --code` |
 | codes of data (an encoder) | `latent_codes`, `decode_latents`, `traverse` (`LatentWalks`) | `kgen evaluate` (linear probe), `kgen sample --traverse` |
 | extra metrics | `evaluate_extra` | `kgen evaluate` |
+| token sequences (data kind "sequence") | `decode_sequences` | `kgen sample --out FILE.txt` |
 | a 2-D density figure | `draws_density` | epoch figures of 2-D data |
 | serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
 | labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
@@ -176,6 +177,14 @@ class GenerativeModel(keras.Model):
     def evaluate_extra(self, prepared, batch_size=256):
         """Metrics of the model's own (a dict), added to `kgen evaluate`'s result."""
         raise NotImplementedError(f"{type(self).__name__} reports no metrics of its own.")
+
+    def decode_sequences(self, tokens):
+        """A sequence model's samples (int token ids `(n, T)`) as text, one string a sequence.
+
+        Offered by models of sequence data (`Dataset.kind == "sequence"`): `kgen sample`
+        writes their samples to `.txt`, one decoded sequence a line.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not model token sequences.")
 
     # A 2-D model whose `log_prob` is cheap draws its density beside data and samples
     # in each epoch's figure (`kgen.figures.write_epoch_figure`).

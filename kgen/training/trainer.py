@@ -66,6 +66,8 @@ def build_for_data(config, data):
         raise UsageError(f"{name} has no conditional version; remove model.conditional.")
     if conditional and data.num_classes is None:
         raise UsageError(f"{data.name} has no labels; a conditional {name} needs them.")
+    if data.vocabulary is not None:  # text: the model keeps the vocabulary (in every checkpoint) to decode
+        hparams["vocabulary"] = data.vocabulary.get_config()
     # Sizes come from the recipe and from the data (levels, classes): a model too large to hold is
     # refused before its weights take memory, naming the key to lower (kgen.budget).
     sizes = {f"model.{k}": v for k, v in config["model"].items() if k != "name"}
@@ -193,6 +195,9 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         self.train_data = self.pipeline.load("train")
         self.valid_data = self.pipeline.load("valid")
+        if self.train_data.oracle is not None:  # seqgan_oracle: which oracle made (and scores) the data
+            published = " (the published SeqGAN weights)" if self.train_data.oracle.published else ""
+            self.log(f"{self.train_data.name}: oracle {self.train_data.oracle.source}{published}")
         if c["data"]["train_with_valid"]:
             self.log(f"data.train_with_valid: training on train + valid ({len(self.train_data)} examples); "
                      "val_* metrics score examples the model trains on")

@@ -141,7 +141,12 @@ def list_cmd(as_json, markdown):
 @click.option("--run-dir", default=None, help="Run folder (default: runs/<model>-<data>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(model, dataset, config_file, overrides, epochs, batch_size, seed, run_dir, resume, quiet):
+@click.option("--distribute", type=click.Choice(["off", "data_parallel"]), default=None,
+              help="Train data-parallel on several devices (jax: also several hosts; tensorflow: one host).")
+@click.option("--devices", type=int, default=None,
+              help="--distribute: devices per process (default: every local GPU, else every CPU device).")
+def train(model, dataset, config_file, overrides, epochs, batch_size, seed, run_dir, resume, quiet, distribute,
+          devices):
     """Train a model; writes a run folder with checkpoints, metrics and sample grids."""
     from kgen import config as config_lib
     from kgen.training.trainer import resume_request
@@ -152,6 +157,10 @@ def train(model, dataset, config_file, overrides, epochs, batch_size, seed, run_
         sets.append(f"train.batch_size={batch_size}")
     if seed is not None:
         sets.append(f"train.seed={seed}")
+    if distribute is not None:
+        sets.append(f'train.distribute="{distribute}"')
+    if devices is not None:
+        sets.append(f"train.devices={devices}")
     if resume:  # values given again must match the run's; the trainer names any that differ
         if not run_dir:
             raise click.UsageError("--resume needs --run-dir: the folder of the run to continue.")

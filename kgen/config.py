@@ -38,6 +38,8 @@ DEFAULTS = {
         "grid_size": 64,  # samples in each epoch's grid
         "checkpoint_metric": "val_loss",  # "best.keras" keeps the lowest
         "max_parameters": DEFAULT_MAX_PARAMETERS,  # larger models are refused before allocation (kgen.budget)
+        "distribute": "off",  # off | data_parallel (kgen.training.distribute)
+        "devices": 0,  # data_parallel: devices per process (0: every local GPU, else every CPU device)
     },
     "evaluate": {
         "split": "test",
@@ -57,6 +59,7 @@ CHOICES = {
     ("train", "optimizer"): ("adam", "adamw", "sgd", "rmsprop"),
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "xla"): ("auto", "on", "off"),
+    ("train", "distribute"): ("off", "data_parallel"),
     ("evaluate", "split"): ("train", "valid", "test"),
 }
 
@@ -78,6 +81,7 @@ RANGES = {
     ("train", "seed"): (0, MAX_SEED, True),
     ("train", "grid_size"): (1, None, True),
     ("train", "max_parameters"): (1, None, True),
+    ("train", "devices"): (0, None, True),
     ("evaluate", "batch_size"): (1, None, True),
     ("evaluate", "iw_samples"): (0, None, True),
     ("evaluate", "num_samples"): (0, None, True),
@@ -86,7 +90,8 @@ RANGES = {
 }
 
 # The command-line options that set a key, named in its error.
-FLAGS = {("train", "batch_size"): "--batch-size", ("train", "seed"): "--seed", ("train", "epochs"): "--epochs"}
+FLAGS = {("train", "batch_size"): "--batch-size", ("train", "seed"): "--seed", ("train", "epochs"): "--epochs",
+         ("train", "devices"): "--devices"}
 
 # Filled in from the data set, never set in a recipe.
 DERIVED_MODEL_ARGS = ("self", "input_shape", "num_levels", "num_classes", "vocabulary", "kwargs", "args", "name")

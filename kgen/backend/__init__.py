@@ -6,6 +6,7 @@ adversarial two-optimizer step of later families) lives here, dispatched once
 at import time.
 """
 
+import functools
 import os
 
 import keras
@@ -75,11 +76,45 @@ def _tf_normal(shape, seed):
     seed = seed.next()
     if seed.dtype != tf.int32:  # as Keras does: stateless ops take int32 seeds under XLA
         seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), "int32")
+    replica = _tf_replica_id()
+    if replica is not None:  # tf.distribute: each replica draws its own noise for its rows
+        seed = seed + tf.stack([tf.constant(0, "int32"), tf.cast(replica, "int32") * 1_000_003])
     return tf.random.stateless_normal(shape, seed=seed, alg="philox")
+
+
+def _tf_replica_id():
+    """This replica's id inside a `tf.distribute` step with several replicas, else None."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context.replica_id_in_sync_group
 
 
 def _keras_normal(shape, seed):
     return keras.random.normal(shape, seed=seed)
+
+
+def torch_rank_world():
+    """(rank, world size) of a torch.distributed process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _torch_normal(shape, seed):
+    # Under DDP rank r trains the r-th block of each global batch: it draws the global batch's noise
+    # (the same on every rank, from the same seed state) and keeps its block, so the ranks draw
+    # distinct noise and together the numbers one device would.
+    rank, world = torch_rank_world()
+    if world == 1 or not isinstance(seed, keras.random.SeedGenerator) or not len(shape):
+        return keras.random.normal(shape, seed=seed)
+    rows = int(shape[0])
+    full = keras.random.normal((rows * world, *shape[1:]), seed=seed)
+    return full[rank * rows:(rank + 1) * rows]
 
 
 def random_normal(shape, seed):
@@ -87,11 +122,72 @@ def random_normal(shape, seed):
 
     `keras.random.normal(shape, seed=seed)` on JAX and PyTorch; on TensorFlow the
     same stateless draw with the Philox algorithm named, which XLA runs fast.
+    Under data parallelism the replicas draw distinct noise: TensorFlow folds
+    the replica id into the seed; a PyTorch DDP rank keeps its rows' block of
+    the global batch's draw (JAX's `keras.distribution` draws for the global
+    batch anyway).
     """
     return _NORMAL(shape, seed)
 
 
-_NORMAL = _tf_normal if name() == "tensorflow" else _keras_normal
+_NORMAL = {"tensorflow": _tf_normal, "torch": _torch_normal}.get(name(), _keras_normal)
+
+
+# === Losses under data parallelism ===
+#
+# tf.distribute sums the replicas' gradients, so a replica's loss must be its
+# share: the mean over its rows divided by the replicas in sync (as Keras' own
+# `Loss` classes do). `keras.distribution` (JAX) computes one global loss, and
+# PyTorch has no distribution in Keras: nothing to scale there.
+
+
+def _tf_replicas():
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replicas_in_sync():
+    """Replicas whose gradients a `tf.distribute` strategy sums (1 outside one, and on JAX and PyTorch)."""
+    return _tf_replicas() if name() == "tensorflow" else 1
+
+
+def scale_loss_for_replicas(loss):
+    """A model's loss as the strategy's gradient sum needs it: `loss / replicas_in_sync()`.
+
+    Every kgen `compute_loss` returns this; Keras' TensorFlow trainer logs the
+    loss multiplied back (`unscale_loss_for_distribution`), so logs are unscaled.
+    """
+    replicas = replicas_in_sync()
+    if replicas == 1:
+        return loss
+    return keras.ops.multiply(loss, keras.ops.cast(1.0 / replicas, loss.dtype))
+
+
+def batch_moments(x, axes):
+    """Mean and variance of `x` over `axes`, over the global batch under a `tf.distribute` strategy.
+
+    Outside a strategy (and on JAX, whose `keras.distribution` computes on the
+    global batch anyway, and PyTorch) `ops.mean` and `ops.var`; inside one with
+    several replicas, the moments of the global batch from all-reduced sums
+    (as `BatchNormalization(synchronized=True)` computes them, in two passes).
+    """
+    if name() == "tensorflow" and _tf_replica_id() is not None:
+        return _tf_synchronized_moments(x, axes)
+    return keras.ops.mean(x, axis=axes), keras.ops.var(x, axis=axes)
+
+
+def _tf_synchronized_moments(x, axes):
+    # Two passes, as `ops.var` computes it (mean, then the mean squared deviation): Keras' one-pass
+    # E[x^2] - E[x]^2 loses digits to cancellation when the variance is small beside the mean.
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    total = functools.partial(context.all_reduce, tf.distribute.ReduceOp.SUM)
+    count = total(tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), list(axes))), x.dtype))
+    mean = total(tf.reduce_sum(x, axis=axes)) / count
+    var = total(tf.reduce_sum(tf.square(x - mean), axis=axes)) / count
+    return mean, var
 
 
 # === One epoch of in-memory data for `fit` ===

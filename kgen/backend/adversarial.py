@@ -16,10 +16,14 @@ chosen once, at import time.
     test_step(model, ...)        what `Model.test_step` runs
 
 - **TensorFlow**: a `tf.GradientTape` per `value_and_grad`; `train_step` is
-  the model's stateful step (Keras compiles it with `tf.function`).
+  the model's stateful step (Keras compiles it with `tf.function`). Under a
+  `tf.distribute` strategy the gradient is taken of the loss divided by the
+  replicas in sync (the optimizer sums the replicas' gradients).
 - **PyTorch**: `torch.autograd.grad` on the loss with respect to the player's
   parameters (`v.value`). Unlike `loss.backward()` this neither reads nor
-  pollutes the other player's `.grad`, so there is nothing to clear.
+  pollutes the other player's `.grad`, so there is nothing to clear. Under
+  DDP (`kgen train --distribute`) it bypasses DDP's gradient hooks, so the
+  gradients are averaged over the ranks with `torch.distributed.all_reduce`.
   Optimizer updates run under `torch.no_grad()`.
 - **JAX**: Keras' `fit` jit-compiles a *pure* `train_step(state, data)` whose
   state is (trainable, non-trainable, optimizer, metric) values, with the
@@ -43,6 +47,7 @@ import threading
 import keras
 
 from kgen.backend import name as _backend_name
+from kgen.backend import scale_loss_for_replicas, torch_rank_world
 
 _BACKEND = _backend_name()
 
@@ -72,7 +77,10 @@ def _tf_value_and_grad(loss_fn, variables, has_aux=False):
     with tf.GradientTape() as tape:
         out = loss_fn()
         loss, aux = _split(out, has_aux)
-    grads = tape.gradient(loss, variables)
+        # tf.distribute sums the replicas' gradients: differentiate each replica's share of the
+        # loss (kgen.backend.scale_loss_for_replicas); the loss returned for the logs is unscaled.
+        scaled = scale_loss_for_replicas(loss)
+    grads = tape.gradient(scaled, variables)
     return _join(loss, aux, has_aux), _zeros_for(grads, variables)
 
 
@@ -115,7 +123,16 @@ def _torch_value_and_grad(loss_fn, variables, has_aux=False):
     loss = loss.detach()
     if has_aux:
         aux = keras.tree.map_structure(lambda t: t.detach() if hasattr(t, "detach") else t, aux)
-    return _join(loss, aux, has_aux), _zeros_for(list(grads), variables)
+    grads = _zeros_for(list(grads), variables)
+    _, world = torch_rank_world()
+    if world > 1:  # DDP (kgen.training.distribute): autograd.grad bypasses DDP's hooks; average here
+        import torch.distributed as dist
+
+        for g in grads:
+            dist.all_reduce(g, op=dist.ReduceOp.AVG if dist.get_backend() == "nccl" else dist.ReduceOp.SUM)
+        if dist.get_backend() != "nccl":  # gloo has no AVG
+            grads = [g / world for g in grads]
+    return _join(loss, aux, has_aux), grads
 
 
 def _torch_input_gradient(fn, x):

@@ -15,9 +15,11 @@ Each epoch is one `model.fit` call on a permutation drawn from
 the same weights as a run that was never interrupted.
 """
 
+import contextlib
 import csv
 import math
 import pathlib
+import tempfile
 import time
 
 import keras
@@ -30,9 +32,11 @@ from kgen.data.pipeline import Pipeline
 from kgen.errors import OutputError, TrainingDiverged, UsageError
 from kgen.files import TMP_PREFIX
 from kgen.optimizers import make_optimizer  # noqa: F401  (kgen.training.trainer.make_optimizer, as before)
+from kgen.training import distribute
 from kgen.training.callbacks import NaNGuard, ProgressBar
 
 RUN_MARKER = "config.toml"
+RESUME_MAY_CHANGE = ("distribute", "devices")  # train.* keys a --resume may change (the global batch stays)
 
 
 def set_xla(model, train_config):
@@ -143,6 +147,8 @@ class Trainer:
             recorded = config_lib.resolve(config_file=self.run_dir / RUN_MARKER)
             if config is not None:  # what the caller asked for must be what the run was
                 self._check_same_config(recorded, config)
+                for key in RESUME_MAY_CHANGE:  # a run may continue on other devices
+                    recorded["train"][key] = config["train"][key]
             config = recorded
             if not (self.run_dir / "last.keras").is_file():  # it ended before its first checkpoint
                 self.log(f"{self.run_dir} holds no checkpoint yet: the run starts from scratch.")
@@ -160,15 +166,18 @@ class Trainer:
         self.config = config
         self.pipeline = Pipeline(config["data"])
         self.history = []
+        # Before any model is built or loaded (kgen.training.distribute): off, or data-parallel devices.
+        self.dist = distribute.start(config["train"], log=log)
 
     def _check_same_config(self, recorded, given):
-        changed = config_lib.differences(recorded, given, ignore=("train.epochs",))
+        changed = config_lib.differences(recorded, given, ignore=("train.epochs",) + tuple(
+            f"train.{key}" for key in RESUME_MAY_CHANGE))
         if changed:
             shown = "; ".join(f"{k} is {a!r} in the run, {b!r} now" for k, a, b in changed[:4])
             more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
             raise UsageError(
                 f"--resume continues {self.run_dir} as it was configured: {shown}{more}. Drop the changed "
-                "values (only --epochs may change) or start a new run with another --run-dir."
+                "values (only --epochs, --distribute and --devices may change) or start a new run with another --run-dir."
             )
 
     def _check_resumable(self):
@@ -202,36 +211,73 @@ class Trainer:
             self.log(f"data.train_with_valid: training on train + valid ({len(self.train_data)} examples); "
                      "val_* metrics score examples the model trains on")
         self.start_epoch = 0
+        chief = self.dist.is_chief  # under distribution only process 0 writes the run folder
         if self.resume:
-            self.lock.acquire()  # one process per run folder, before anything in it is touched
-            checkpoint.clean_stale(self.run_dir)
-            self.model = set_xla(checkpoint.load_model(self.run_dir / "last.keras"), c["train"])
+            if chief:
+                self.lock.acquire()  # one process per run folder, before anything in it is touched
+                checkpoint.clean_stale(self.run_dir)
+            with self.dist.scope():
+                model = set_xla(checkpoint.load_model(self.run_dir / "last.keras"), c["train"])
+            self.model = self.dist.prepare_model(model)
             state = checkpoint.read_state(self.run_dir / "last.keras")
             self.start_epoch = int(state["epoch"])
             self.best = state.get("best", math.inf)
             self.best_epoch = state.get("best_epoch")
             self.history = [row for row in self._load_history() if row["epoch"] <= self.start_epoch]
             self._check_schedule()
-            self._repair_best(state)
-            (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
+            if chief:
+                self._repair_best(state)
+                (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         else:
-            self.model = compile_model(build_for_data(c, self.train_data), c["train"], self.steps_per_epoch)
+            with self.dist.scope():
+                model = compile_model(build_for_data(c, self.train_data), self.dist.train_config(c["train"]),
+                                      self.steps_per_epoch)
+            self.model = self.dist.prepare_model(model)
             for sg in checkpoint.seed_generators(self.model):  # model noise follows train.seed
                 sg.state.assign(np.asarray([seed, 0], dtype=sg.state.dtype))
             self.best = math.inf
             self.best_epoch = None
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.lock.acquire()
-            if (self.run_dir / "last.keras").exists():  # another process got here first
-                self.lock.release()
-                raise UsageError(f"{self.run_dir} already holds a run; pass --resume to continue it "
-                                 "or choose another --run-dir.")
-            (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
+            if chief:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
+                if (self.run_dir / "last.keras").exists():  # another process got here first
+                    self.lock.release()
+                    raise UsageError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                     "or choose another --run-dir.")
+                (self.run_dir / RUN_MARKER).write_text(config_lib.dumps(c))
         self.model.check_data(self.train_data)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
+        if chief:
+            (self.run_dir / "samples").mkdir(exist_ok=True)
         valid = self.pipeline.prepare(self.valid_data, seed=seed)
         self.valid_prepared = valid
-        self.valid_inputs = fit_inputs(self.model, valid)
+        self.valid_inputs, self.valid_batch = self._valid_inputs(valid)
+        self._log_dropped()
+
+    def _valid_inputs(self, valid):
+        """The validation inputs this process feeds and their batch size (None: no validation)."""
+        batch_size = self.config["train"]["batch_size"]
+        if not self.dist.enabled:
+            return fit_inputs(self.model, valid), batch_size
+        usable = self.dist.usable(len(valid.x), batch_size)
+        if usable == 0:
+            self.log(f"distribute: the validation split ({len(valid.x)} examples) is smaller than one global "
+                     f"batch ({batch_size}); no val_* metrics")
+            return None, batch_size
+        rows, local = self.dist.local_rows(np.arange(usable), batch_size)
+        return fit_inputs(self.model, valid, rows), local
+
+    def _log_dropped(self):
+        if not self.dist.enabled:
+            return
+        n, batch_size = len(self.train_data), self.config["train"]["batch_size"]
+        dropped = n - self.dist.usable(n, batch_size)
+        if self.dist.usable(n, batch_size) == 0:
+            raise UsageError(f"train.batch_size {batch_size} is larger than the training set ({n} examples); "
+                             "under --distribute every step needs a full global batch.")
+        if dropped:
+            self.log(f"distribute: each epoch drops its last partial batch ({dropped} of {n} examples, a "
+                     f"different {dropped} each epoch): a partial batch cannot be split evenly over "
+                     f"{self.dist.replicas} replica{'s' if self.dist.replicas > 1 else ''}")
 
     def _repair_best(self, state):
         """A crash between writing last.keras and best.keras leaves best.keras an epoch behind the
@@ -247,7 +293,7 @@ class Trainer:
 
     @property
     def steps_per_epoch(self):
-        return math.ceil(len(self.train_data) / self.config["train"]["batch_size"])
+        return self.dist.steps(len(self.train_data), self.config["train"]["batch_size"])
 
     def _check_schedule(self):
         """A resumed cosine schedule ends where it was set to: refuse to train past it."""
@@ -286,6 +332,8 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             prepared = self.pipeline.prepare(self.train_data, epoch=epoch, seed=seed)
             perm = np.random.default_rng([seed, epoch, 5]).permutation(n)
+            # Distributed: only whole global batches, and this process's rows of each.
+            perm, local_batch = self.dist.local_rows(perm[:self.dist.usable(n, batch_size)], batch_size)
             inputs = fit_inputs(self.model, prepared, perm)
             guard = NaNGuard()
             callbacks = [guard]
@@ -293,8 +341,9 @@ class Trainer:
                 callbacks.append(ProgressBar(epoch + 1, epochs, steps))
             start = time.perf_counter()
             hist = self.model.fit(
-                **backend.fit_data(inputs, batch_size),
-                **backend.validation_data(self.valid_inputs, batch_size),
+                **backend.fit_data(inputs, local_batch),
+                **(backend.validation_data(self.valid_inputs, self.valid_batch) if self.valid_inputs is not None
+                   else {}),
                 epochs=epoch + 1,
                 initial_epoch=epoch,
                 shuffle=False,
@@ -331,9 +380,12 @@ class Trainer:
 
     def _end_epoch(self, row):
         epoch = row["epoch"]
-        self._write_metrics()
-        self._write_samples(epoch)
-        figures.write_loss_plot(self.run_dir / "loss.png", self.history)
+        chief = self.dist.is_chief  # every process computes (collectives), only process 0 writes
+        if chief:
+            self._write_metrics()
+        self._write_samples(epoch, write=chief)
+        if chief:
+            figures.write_loss_plot(self.run_dir / "loss.png", self.history)
         metric = self.config["train"]["checkpoint_metric"]
         value = row.get(metric, row.get("loss"))
         improved = value < self.best
@@ -342,9 +394,13 @@ class Trainer:
             self.best_epoch = epoch
         state = {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
                  "metric": metric, "config": self.config}
-        checkpoint.save_checkpoint(self.model, self.run_dir / "last.keras", state)
-        if improved:
-            checkpoint.save_checkpoint(self.model, self.run_dir / "best.keras", state)
+        # Saving a model whose arrays span processes is collective under JAX: the other processes
+        # save too, into a private temporary folder that is then removed.
+        with contextlib.nullcontext(self.run_dir) if chief else tempfile.TemporaryDirectory() as folder:
+            folder = pathlib.Path(folder)
+            checkpoint.save_checkpoint(self.model, folder / "last.keras", state)
+            if improved:
+                checkpoint.save_checkpoint(self.model, folder / "best.keras", state)
         if self.verbose:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
             self.log(f"epoch {epoch}/{self.config['train']['epochs']}: {shown}")
@@ -358,17 +414,19 @@ class Trainer:
             writer.writerows(self.history)
         tmp.replace(self.run_dir / "metrics.csv")
 
-    def _write_samples(self, epoch):
+    def _write_samples(self, epoch, write=True):
         n = self.config["train"]["grid_size"]
         seed = self.config["train"]["seed"]
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
         scale = self.config["data"]["scale"]
         if self.model.supports("translate"):  # source | translated (| target), fixed valid batch
-            figures.write_translation_figure(path, self.model, self.valid_prepared, n, scale=scale)
+            if write:
+                figures.write_translation_figure(path, self.model, self.valid_prepared, n, scale=scale)
             return
         samples = self.model.sample(n, seed=seed)
-        figures.write_epoch_figure(path, self.model, samples, self.train_data, scale=scale,
-                                   title=f"samples, epoch {epoch}")
+        if write:
+            figures.write_epoch_figure(path, self.model, samples, self.train_data, scale=scale,
+                                       title=f"samples, epoch {epoch}")
 
 
 def train(config=None, run_dir=None, resume=False, epochs=None, verbose=1, log=print):

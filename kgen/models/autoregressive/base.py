@@ -100,7 +100,7 @@ class AutoregressiveModel(GenerativeModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         images, _ = self.split_inputs(x)
         loss = -ops.mean(self.log_likelihood(images, y_pred))
-        return self.plus_layer_losses(loss)
+        return backend.scale_loss_for_replicas(self.plus_layer_losses(loss))  # tf.distribute: a replica's share
 
     def check_data(self, data):
         super().check_data(data)

@@ -401,7 +401,7 @@ class RBM(GenerativeModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self.recon_tracker.update_state(y_pred["recon_error"])
         loss = ops.mean(y_pred["free_data"]) - ops.mean(y_pred["free_model"])
-        return self.plus_layer_losses(loss)
+        return backend.scale_loss_for_replicas(self.plus_layer_losses(loss))  # tf.distribute: a replica's share
 
     def check_data(self, data):
         super().check_data(data)

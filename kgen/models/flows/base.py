@@ -18,6 +18,7 @@ flattened and concatenated in a fixed order.
 import numpy as np
 from keras import ops
 
+from kgen import backend
 from kgen.errors import UsageError
 from kgen.models.base import LOG_2PI, GenerativeModel
 from kgen.models.flows import substrate
@@ -166,7 +167,7 @@ class Flow(GenerativeModel):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = -ops.mean(y_pred)
-        return self.plus_layer_losses(loss)
+        return backend.scale_loss_for_replicas(self.plus_layer_losses(loss))  # tf.distribute: a replica's share
 
     # === Likelihood ===
 

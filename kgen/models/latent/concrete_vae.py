@@ -71,6 +71,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from kgen import backend
 from kgen.errors import DataError, UsageError
 from kgen.models.base import GenerativeModel, LatentWalks
 from kgen.models.latent.vae import VAE, _dense_stack, resolve_likelihood
@@ -417,7 +418,7 @@ class ConcreteVAE(LatentWalks, GenerativeModel):
         self.kl_tracker.update_state(kl)
         self.tau_tracker.update_state(y_pred["temperature"])
         loss = ops.mean(recon + kl)
-        return self.plus_layer_losses(loss)
+        return backend.scale_loss_for_replicas(self.plus_layer_losses(loss))  # tf.distribute: a replica's share
 
     def check_data(self, data):
         super().check_data(data)

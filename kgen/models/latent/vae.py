@@ -368,7 +368,7 @@ class VAE(LatentWalks, GenerativeModel):
             loss = -ops.mean(y_pred["iw_bound"])
         else:
             loss = ops.mean(recon + self.beta * kl)
-        return self.plus_layer_losses(loss)
+        return backend.scale_loss_for_replicas(self.plus_layer_losses(loss))  # tf.distribute: a replica's share
 
     # === Likelihood ===
 

@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from kgen import backend
 from kgen.models.flows import substrate
 from kgen.models.flows.steps.base import FlowStep, broadcast_like
 from kgen.registry import register_layer
@@ -58,8 +59,7 @@ class BatchNorm(FlowStep):
             b = self.bijector(context, like=h)
             return b.inverse(h), b.inverse_log_det_jacobian(h, event_ndims=self.event_ndims)
         axes = tuple(range(len(h.shape) - 1))
-        mean = ops.mean(h, axis=axes)
-        var = ops.var(h, axis=axes)
+        mean, var = backend.batch_moments(h, axes)  # tf.distribute: the global batch's
         m = self.momentum
         self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * ops.stop_gradient(mean))
         self.moving_var.assign(m * self.moving_var + (1.0 - m) * ops.stop_gradient(var))
@@ -113,8 +113,8 @@ class ActNorm(FlowStep):
             return b.inverse(h), b.inverse_log_det_jacobian(h, event_ndims=self.event_ndims)
         axes = tuple(range(len(h.shape) - 1))
         h_const = ops.stop_gradient(h)
-        mean = ops.mean(h_const, axis=axes)
-        std = ops.sqrt(ops.var(h_const, axis=axes) + 1e-6)
+        mean, var = backend.batch_moments(h_const, axes)  # tf.distribute: the global batch's
+        std = ops.sqrt(var + 1e-6)
         done = ops.convert_to_tensor(self.initialized)
         init_bias = done * self.init_bias + (1.0 - done) * (-mean)
         init_log_scale = done * self.init_log_scale + (1.0 - done) * (-ops.log(std))

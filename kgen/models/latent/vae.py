@@ -254,6 +254,11 @@ class VAE(LatentWalks, GenerativeModel):
 
     def encode(self, x, labels=None):
         """q(z|x): returns (mean, log-variance), each (batch, latent_dim)."""
+        stats = self.encoder_out(self.encoder_features(x, labels))
+        return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
+
+    def encoder_features(self, x, labels=None):
+        """The encoder's last hidden features (with the label for the conditional VAE), before `encoder_out`."""
         x = ops.cast(x, "float32")
         if self.architecture == "mlp":
             h = self.flatten(x)
@@ -268,8 +273,7 @@ class VAE(LatentWalks, GenerativeModel):
             h = self.flatten(h)
             if self.conditional:
                 h = ops.concatenate([h, self._one_hot(labels)], axis=-1)
-        stats = self.encoder_out(h)
-        return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
+        return h
 
     def decode_params(self, z, labels=None):
         """p(x|z) parameters: logits (bernoulli), level logits (..., L), or (mean, log-scale)."""
@@ -402,19 +406,21 @@ class VAE(LatentWalks, GenerativeModel):
 
     def _log_weight_terms(self, x, labels, mean, logvar, eps):
         """log p(x|z), log p(z), log q(z|x) for z = mean + std * eps, eps (k, batch, latent) -> (k, batch) each."""
-        std = ops.exp(0.5 * logvar)
-        k = ops.shape(eps)[0]
+        z = mean[None] + ops.exp(0.5 * logvar)[None] * eps
+        log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
+        log_q = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + logvar[None], axis=-1)
+        return self.k_log_likelihood(x, labels, z), log_prior, log_q
+
+    def k_log_likelihood(self, x, labels, z):
+        """log p(x|z) for k latents per example: z (k, batch, latent) -> (k, batch)."""
+        k = ops.shape(z)[0]
         b = ops.shape(x)[0]
-        z = mean[None] + std[None] * eps
         z_flat = ops.reshape(z, (-1, self.latent_dim))
         x_rep = ops.reshape(ops.broadcast_to(x[None], (k,) + tuple(ops.shape(x))), (-1,) + self.data_shape)
         lab_rep = None
         if labels is not None:
             lab_rep = ops.reshape(ops.broadcast_to(labels[None], (k, b)), (-1,))
-        ll = ops.reshape(self.log_likelihood(x_rep, self.decode_params(z_flat, lab_rep)), (k, b))
-        log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
-        log_q = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + logvar[None], axis=-1)
-        return ll, log_prior, log_q
+        return ops.reshape(self.log_likelihood(x_rep, self.decode_params(z_flat, lab_rep)), (k, b))
 
     def elbo_terms(self, x, labels=None, batch_size=256, seed=None):
         """Per-example ELBO, reconstruction NLL and KL (nats), one z sample each."""

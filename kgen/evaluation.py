@@ -179,8 +179,8 @@ def linear_probe(model, pipeline, data, prepared, batch_size=256, seed=0):
     The probe is fitted on the labelled train split (at most `PROBE_FIT_EXAMPLES`, a seeded
     subset) and scored on `data`, the split being evaluated. When the train split has no
     labels (binarized MNIST: only its test split has them) or is the split scored, it is
-    fitted on the first half of the scored split and scored on the second half; `fit_on`
-    says which. Returns `{"accuracy", "pixel_accuracy", "chance", "fit_on", "fit_examples",
+    fitted on a random half (seeded) of the scored split and scored on the other half;
+    `fit_on` says which. Returns `{"accuracy", "pixel_accuracy", "chance", "fit_on", "fit_examples",
     "test_examples", "code_size"}`, or `{"skipped": reason}` (no labels; a conditional model,
     whose codes are computed given the label).
     """
@@ -206,10 +206,12 @@ def linear_probe(model, pipeline, data, prepared, batch_size=256, seed=0):
     else:
         if len(data) < 4:
             return {"skipped": f"{len(data)} labelled examples are too few to fit and score a probe"}
-        half = len(data) // 2
-        fit_x, fit_y, test_x, test_y = prepared.x[:half], data.y[:half], prepared.x[half:], data.y[half:]
-        fit_on = f"first half of the {data.split} split (scored on the second half; the train split has no labels)" \
-            if data.split != "train" else "first half of the train split (scored on the second half)"
+        # Two random halves (seeded): splits can be sorted by label (binarized MNIST's test split is).
+        order = np.random.default_rng([seed, 17]).permutation(len(data))
+        fit, test = np.sort(order[: len(data) // 2]), np.sort(order[len(data) // 2 :])
+        fit_x, fit_y, test_x, test_y = prepared.x[fit], data.y[fit], prepared.x[test], data.y[test]
+        fit_on = (f"a random half of the {data.split} split (scored on the other half"
+                  + ("; the train split has no labels)" if data.split != "train" else ")"))
     num_classes = int(data.num_classes or max(np.max(fit_y), np.max(test_y)) + 1)
     codes_fit = model.latent_codes(fit_x, batch_size=batch_size)
     codes_test = model.latent_codes(test_x, batch_size=batch_size)

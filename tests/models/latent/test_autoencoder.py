@@ -3,12 +3,15 @@
 Save/load (the code Gaussian included: it is weights), sampling by seed and exports: the conformance test.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 import kgen
 from kgen import checkpoint
+from kgen import config as config_lib
 from kgen.errors import UsageError
 from kgen.metrics.linear_probe import probe_accuracy
 
@@ -131,6 +134,20 @@ def test_probe_beats_chance_on_digits_and_reports_the_pixel_baseline(tmp_path):
     assert probe["accuracy"] > 0.6, probe  # 8 unsupervised features, far above chance
     assert probe["pixel_accuracy"] > 0.9, probe  # the same-run baseline on 64 raw pixels
     assert result["reconstruction_nll"] > 0 and "fid" not in result
+
+
+def test_probe_without_a_labelled_train_split_uses_random_halves_of_a_sorted_split(digits):
+    from kgen.data.pipeline import Pipeline
+    from kgen.evaluation import linear_probe
+
+    order = np.argsort(digits.y, kind="stable")  # sorted by label, as binarized MNIST's test split is
+    data = dataclasses.replace(digits, x=digits.x[order], y=digits.y[order])  # the train split: halves
+    pipeline = Pipeline(config_lib.resolve(model="autoencoder", dataset="digits")["data"])
+    model = kgen.build_model("autoencoder", input_shape=digits.shape, num_levels=17, code_dim=4,
+                             hidden_units=(8,))
+    probe = linear_probe(model, pipeline, data, pipeline.prepare(data, seed=0))
+    assert probe["fit_on"].startswith("a random half") and probe["fit_examples"] == 128
+    assert probe["pixel_accuracy"] > 0.8, probe  # first/second halves would hold different classes
 
 
 def test_logistic_probe_separates_separable_classes_and_not_noise():

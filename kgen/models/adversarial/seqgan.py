@@ -139,7 +139,9 @@ class SequenceCNN(keras.layers.Layer):
         width = sum(self.num_filters)
         self.transform = keras.layers.Dense(width, activation="sigmoid")
         self.carry = keras.layers.Dense(width, activation="relu")
-        self.drop = keras.layers.Dropout(self.dropout_rate)
+        # Seeded: its state is then saved with checkpoints (unseeded, PyTorch would draw from its
+        # global generator, and a resumed run would not match an uninterrupted one).
+        self.drop = keras.layers.Dropout(self.dropout_rate, seed=1)
         self.out = keras.layers.Dense(1)
         self.build((None, self.seq_len))
 
@@ -347,6 +349,7 @@ class SeqGAN(AdversarialModel):
 
     def _draw(self, logits, u):
         """The token whose CDF interval holds the uniform u (inverse-CDF sampling), int32."""
+        u = ops.cast(u, "float32")
         probs = ops.softmax(logits, axis=-1)
         cdf = ops.cumsum(probs, axis=-1)
         below = ops.cast(cdf < u[:, None] * cdf[:, -1:], "int32")

@@ -489,6 +489,17 @@ class AAE(AdversarialModel):
             return self.compiled_fn("sample", self._sample)(eps, u, np.asarray(labels, "int32"))
         return self.compiled_fn("sample", lambda e, v: self._sample(e, v))(eps, u)
 
+    def latent_codes(self, x, labels=None, batch_size=256):
+        """Codes of examples, the decoder's inputs: z, or [softmax y, z] with the categorical prior
+        (`kgen evaluate`'s linear probe reads them)."""
+        x = self._check_x(x, "latent_codes")
+        fn = self.compiled_fn("latent_codes", lambda a: self.data_codes(a, training=False))
+        return self.batched(fn, [x], batch_size)
+
+    def decode_latents(self, z, labels=None, batch_size=256):
+        """The decoder at codes z (NumPy), as `generate_numpy`."""
+        return self.generate_numpy(z, batch_size=batch_size)
+
     def generate_numpy(self, z, labels=None, batch_size=256):
         """The decoder at codes z (n, latent_dim [+ num_clusters]) as NumPy: what `interpolate` and
         `latent_arithmetic` (the GANs') decode."""

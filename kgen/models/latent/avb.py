@@ -255,6 +255,17 @@ class AVB(AdversarialModel):
         """Samples from latent noise z ~ N(0, I) and pixel uniforms u ~ U[0, 1) (the VAE's)."""
         return self.compiled_fn("sample", lambda a, b: self._sample(a, b))(z, u)
 
+    def latent_codes(self, x, labels=None, batch_size=256):
+        """Codes of examples: f(x, eps = 0), the draw at the noise's mode (an implicit posterior has no
+        mean in closed form); `kgen evaluate`'s linear probe reads them."""
+        x = np.asarray(x, "float32")
+        fn = self.compiled_fn("latent_codes", lambda a: self.encode(a, ops.zeros((ops.shape(a)[0], self.noise_dim))))
+        return self.batched(fn, [x], batch_size)
+
+    def decode_latents(self, z, labels=None, batch_size=256):
+        """The decoder's means at latents z (NumPy), as `generate_numpy`."""
+        return self.generate_numpy(z, batch_size=batch_size)
+
     def generate_numpy(self, z, labels=None, batch_size=256):
         """The decoder's means at latents z as NumPy: what `interpolate` and `latent_arithmetic` decode."""
         fn = self.compiled_fn("decode", lambda a: self.decode(a))

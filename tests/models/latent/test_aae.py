@@ -109,6 +109,7 @@ def test_labelled_mixture_puts_each_class_in_its_mode():
     assert np.mean(nearest == y) > 0.9, np.bincount(nearest * 4 + y, minlength=16).reshape(4, 4)
     samples = model.sample(400, seed=0, labels=np.arange(400) % 4)
     assert np.mean(np.argmax(samples[:, :4], axis=1) == np.arange(400) % 4) > 0.9
+    np.testing.assert_allclose(model.latent_codes(x[:8]), z[:8], rtol=1e-5, atol=1e-6)  # the probe's codes
     clustering = model.evaluate_extra(types.SimpleNamespace(x=x, y=y))["clustering"]
     assert clustering["error_rate"] < 0.1 and clustering["clusters_used"] == 4
 

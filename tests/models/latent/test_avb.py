@@ -105,6 +105,8 @@ def test_trains_both_players_and_the_loss_falls(adaptive_contrast):
     terms = model.elbo_estimate(data.x[:50], seed=0)
     np.testing.assert_allclose(terms["elbo"], -terms["recon"] - terms["kl"], rtol=1e-5)
     assert np.all(np.isfinite(terms["elbo"]))
+    codes = model.latent_codes(data.x[:5])
+    assert codes.shape == (5, 4) and model.decode_latents(codes).shape == (5,) + data.shape
 
 
 def test_bad_arguments():

@@ -286,8 +286,7 @@ def _ddp_train_step(model, data):
 def _torch_start(requested, batch_size, log):
     import torch
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:  # set by torchrun
         raise BackendError(
             "--distribute data_parallel on the torch backend runs one process a device under torchrun "
             "(PyTorch DDP): torchrun --nproc-per-node N -m kgen.cli.main --backend torch train ... "

@@ -177,7 +177,8 @@ class Trainer:
             more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
             raise UsageError(
                 f"--resume continues {self.run_dir} as it was configured: {shown}{more}. Drop the changed "
-                "values (only --epochs, --distribute and --devices may change) or start a new run with another --run-dir."
+                "values (only --epochs, --distribute and --devices may change) or start a new run with another "
+                "--run-dir."
             )
 
     def _check_resumable(self):

@@ -52,6 +52,7 @@ def test_each_process_feeds_its_block_of_every_global_batch():
 @pytest.mark.skipif(BACKEND != "torch", reason="torchrun is the torch backend's launcher")
 def test_torch_outside_torchrun_says_how_to_launch(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
     config = config_lib.resolve(model="vae", overrides=['train.distribute="data_parallel"'])
     with pytest.raises(BackendError, match="one process a device under torchrun.*--nproc-per-node N"):
         distribute.start(config["train"])
@@ -90,7 +91,8 @@ def test_cli_passes_the_options(tmp_path):
     device train, dropping the partial batch."""
     from kgen.cli.main import main
 
-    result = CliRunner().invoke(main, ["--backend", BACKEND, "train", "--model", "vae", "--epochs", "1", "--batch-size", "33",
+    result = CliRunner().invoke(main, ["--backend", BACKEND, "train", "--model", "vae", "--epochs", "1",
+                                       "--batch-size", "33",
                                        "--distribute", "data_parallel", "--devices", "2",
                                        "--run-dir", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code != 0
@@ -101,7 +103,8 @@ def test_cli_passes_the_options(tmp_path):
     else:
         assert "--devices 2: TensorFlow sees 1 CPU device" in result.output
     assert not (tmp_path / "run").exists()
-    result = CliRunner().invoke(main, ["--backend", BACKEND, "train", "--model", "vae", "--batch-size", "33", "--distribute",
+    result = CliRunner().invoke(main, ["--backend", BACKEND, "train", "--model", "vae", "--batch-size", "33",
+                                       "--distribute",
                                        "data_parallel", "--devices", "1", "--epochs", "1",
                                        "--run-dir", str(tmp_path / "run2"), "--set", "data.max_examples=64",
                                        "--quiet"])

@@ -51,9 +51,16 @@ WORKER = textwrap.dedent('''
             m, _, last = train(cfg, run_dir=folder, verbose=0, log=lambda s: None)
             assert np.isfinite(last["loss"]), last
             np.savez(folder + ".npz", *[np.asarray(w) for w in m.get_weights()])
+            if spec.get("resume") and i == len(spec["runs"]) - 1:  # the last setting again: 1 epoch, resumed to 2
+                cut = folder + "-cut"
+                train(C.resolve(model=model, dataset="digits", overrides=sets + ["train.epochs=1"]), run_dir=cut,
+                      verbose=0, log=lambda s: None)
+                m, _, _ = train(None, run_dir=cut, resume=True, epochs=2, verbose=0, log=lambda s: None)
+                np.savez(cut + ".npz", *[np.asarray(w) for w in m.get_weights()])
     print("DONE")
 ''')
 DISTRIBUTED = ['train.distribute="data_parallel"', "train.devices=2"]
+ONE_DEVICE = ['train.distribute="data_parallel"', "train.devices=1"]
 
 
 def _env(**extra):
@@ -75,8 +82,8 @@ def _run(args, env, timeout):
     return proc.returncode, out
 
 
-def _start(tmp_path, tag, models, examples, runs):
-    spec = {"models": models, "examples": examples, "runs": runs, "tmp": str(tmp_path), "tag": tag}
+def _start(tmp_path, tag, models, examples, runs, resume=False):
+    spec = {"models": models, "examples": examples, "runs": runs, "tmp": str(tmp_path), "tag": tag, "resume": resume}
     return subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)],
                             env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -109,10 +116,11 @@ MODELS = {"vae": [], "gan": [], "real_nvp": ["model.batch_norm=false"]}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One process trains single-device, one on 2 devices (256 examples, batch 32: every batch whole), one
-    on 1 then 2 distributed devices with 200 examples (8 left over each epoch); all three at once."""
+    on 1 then 2 distributed devices with 200 examples (8 left over each epoch), then 1 epoch resumed to 2;
+    all three at once."""
     tmp = tmp_path_factory.mktemp("distributed")
     _wait([_start(tmp, "single", MODELS, 256, [[]]), _start(tmp, "two", MODELS, 256, [DISTRIBUTED]),
-           _start(tmp, "uneven", {"vae": []}, 200, [['train.distribute="data_parallel"', "train.devices=1"], DISTRIBUTED])],
+           _start(tmp, "uneven", {"vae": []}, 200, [ONE_DEVICE, DISTRIBUTED], resume=True)],
           timeout=400)
     return tmp
 
@@ -127,6 +135,12 @@ def test_uneven_data_set_drops_the_partial_batch(runs):
     """200 examples at batch 32 leave 8: dropped each epoch on 2 devices as on 1 (a plain run would
     fail to split them: IndivisibleError), and the weights agree."""
     assert _max_diff(runs / "vae-uneven0.npz", runs / "vae-uneven1.npz") < 1e-6
+
+
+def test_resume_under_distribution_equals_an_uninterrupted_run(runs):
+    """2 devices: 1 epoch, then --resume to 2 (the model loaded under the distribution) ends where 2
+    uninterrupted epochs end."""
+    assert _max_diff(runs / "vae-uneven1.npz", runs / "vae-uneven1-cut.npz") < 1e-6
 
 
 def _free_port():

@@ -416,18 +416,21 @@ class Trainer:
         tmp.replace(self.run_dir / "metrics.csv")
 
     def _write_samples(self, epoch, write=True):
+        if not write:  # another process: the same (collective) computations, the figure thrown away
+            with tempfile.TemporaryDirectory() as folder:
+                return self._write_samples_to(pathlib.Path(folder) / "samples.png", epoch)
+        return self._write_samples_to(self.run_dir / "samples" / f"epoch_{epoch:03d}.png", epoch)
+
+    def _write_samples_to(self, path, epoch):
         n = self.config["train"]["grid_size"]
         seed = self.config["train"]["seed"]
-        path = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
         scale = self.config["data"]["scale"]
         if self.model.supports("translate"):  # source | translated (| target), fixed valid batch
-            if write:
-                figures.write_translation_figure(path, self.model, self.valid_prepared, n, scale=scale)
+            figures.write_translation_figure(path, self.model, self.valid_prepared, n, scale=scale)
             return
         samples = self.model.sample(n, seed=seed)
-        if write:
-            figures.write_epoch_figure(path, self.model, samples, self.train_data, scale=scale,
-                                       title=f"samples, epoch {epoch}")
+        figures.write_epoch_figure(path, self.model, samples, self.train_data, scale=scale,
+                                   title=f"samples, epoch {epoch}")
 
 
 def train(config=None, run_dir=None, resume=False, epochs=None, verbose=1, log=print):

@@ -248,8 +248,8 @@ class RBM(GenerativeModel):
     (`log_prob_kind` "ais": log Z from `annealed_importance_sampling`, its
     standard error in `log_partition()`). `sample` returns binary visible
     states after `sample_steps` steps of block Gibbs sampling from uniformly
-    random visible states. (The Gaussian-Bernoulli variant for real-valued
-    data is not implemented.)
+    random visible states. The Gaussian-Bernoulli variant for real-valued data
+    is `gaussian_rbm` (`kgen/models/energy/gaussian_rbm.py`).
 
     Args:
         input_shape: shape of one binary image, e.g. `(28, 28, 1)`.
@@ -455,19 +455,26 @@ class RBM(GenerativeModel):
         if self._log_z.key == key:
             return dict(self._log_z.value)
         if method == "exact":
-            if min(self.num_dims, self.hidden_units) > 30:
-                raise UsageError(f"exact log Z needs a layer of <= 30 units; this RBM has "
-                                 f"{self.num_dims} x {self.hidden_units}: use AIS.")
-            if self.hidden_units <= self.num_dims:
-                fn = self.compiled_fn("log_z_h", lambda: exact_log_partition(self.w, self.b, self.c))
-            else:
-                fn = self.compiled_fn("log_z_v", lambda: exact_log_partition(ops.transpose(self.w), self.c, self.b))
-            result = {"log_z": float(backend.to_numpy(fn())), "method": "exact"}
+            result = {"log_z": self._exact_log_partition(), "method": "exact"}
         else:
-            result = annealed_importance_sampling(self, chains=chains, betas=betas, seed=seed, base_bias=base)
+            result = self._ais(chains=chains, betas=betas, seed=seed, base_bias=base)
             result["method"] = "ais"
         self._log_z.key, self._log_z.value = key, result
         return dict(result)
+
+    def _exact_log_partition(self):
+        """log Z by enumerating the smaller layer (a float)."""
+        if min(self.num_dims, self.hidden_units) > 30:
+            raise UsageError(f"exact log Z needs a layer of <= 30 units; this RBM has "
+                             f"{self.num_dims} x {self.hidden_units}: use AIS.")
+        if self.hidden_units <= self.num_dims:
+            fn = self.compiled_fn("log_z_h", lambda: exact_log_partition(self.w, self.b, self.c))
+        else:
+            fn = self.compiled_fn("log_z_v", lambda: exact_log_partition(ops.transpose(self.w), self.c, self.b))
+        return float(backend.to_numpy(fn()))
+
+    def _ais(self, chains, betas, seed, base_bias):
+        return annealed_importance_sampling(self, chains=chains, betas=betas, seed=seed, base_bias=base_bias)
 
     def _check_x(self, x):
         x = np.asarray(x, "float32")

@@ -59,6 +59,7 @@ def load_dataset(name, split="train", **options):
     if key in DATASETS:
         return DATASETS[key][0](split=split, **options)
     path = pathlib.Path(key).expanduser()
+    options.pop("path", None)  # data.path names the `text` data set's file; a path-named data set is its own
     if path.suffix == ".npz":
         if not path.is_file():
             raise UsageError(f"data file {path} does not exist.")

@@ -47,7 +47,7 @@ from keras import ops
 from kgen import backend
 from kgen.errors import DataError, UsageError
 from kgen.models.base import GenerativeModel
-from kgen.models.energy.rbm import AIS_CHUNK, ENUMERATION_CHUNK, RBM, _bernoulli, _bits, ais_schedule
+from kgen.models.energy.rbm import AIS_CHUNK, ENUMERATION_CHUNK, RBM, _bernoulli, _bits, ais_result, ais_schedule
 from kgen.registry import register_model
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -150,15 +150,7 @@ def gaussian_annealed_importance_sampling(model, chains=100, betas=14500, seed=0
         uniforms = rng.uniform(size=(chunk, chains, units)).astype("float32")
         normals = rng.standard_normal((chunk, chains, d)).astype("float32")
         v, log_w = fn(v, log_w, padded[i * chunk: (i + 1) * chunk + 1], uniforms, normals, base)
-    log_w = backend.to_numpy(log_w).astype("float64")
-    log_z_base = 0.5 * d * LOG_2PI + units * math.log(2.0)
-    top = log_w.max()
-    r = np.exp(log_w - top)
-    log_z = float(log_z_base + top + np.log(r.mean()))
-    stderr = float(r.std(ddof=1) / (r.mean() * math.sqrt(chains))) if chains > 1 else float("inf")
-    return {"log_z": log_z, "log_z_stderr": stderr, "log_weights_std": float(log_w.std()),
-            "log_z_base": log_z_base, "chains": int(chains), "betas": int(k),
-            "schedule": "salakhutdinov_murray_2008" if np.isscalar(betas) else "given"}
+    return ais_result(log_w, 0.5 * d * LOG_2PI + units * math.log(2.0), chains, k, betas)
 
 
 # === The model ===

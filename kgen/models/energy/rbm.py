@@ -216,8 +216,13 @@ def annealed_importance_sampling(model, chains=100, betas=14500, seed=0, base_bi
     for i in range(steps):
         noise = rng.uniform(size=(chunk, chains, units + d)).astype("float32")
         v, log_w = fn(v, log_w, padded[i * chunk: (i + 1) * chunk + 1], noise, base)
-    log_w = backend.to_numpy(log_w).astype("float64")
     log_z_base = float(np.sum(np.logaddexp(0.0, base)) + units * math.log(2.0))
+    return ais_result(log_w, log_z_base, chains, k, betas)
+
+
+def ais_result(log_w, log_z_base, chains, k, betas):
+    """AIS's dict from the chains' final log weights: log Z, its delta-method standard error, the spread."""
+    log_w = backend.to_numpy(log_w).astype("float64")
     top = log_w.max()
     r = np.exp(log_w - top)
     log_z = float(log_z_base + top + np.log(r.mean()))

@@ -4,6 +4,7 @@ The multi-device runs are in test_distributed_jax.py and test_distributed_tf.py
 (subprocesses with simulated devices); these checks run in this process.
 """
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -11,8 +12,8 @@ from click.testing import CliRunner
 from kgen import config as config_lib
 from kgen.errors import BackendError, ConfigError, UsageError
 from kgen.training import distribute
-from tests.conftest import BACKEND
 
+BACKEND = keras.config.backend()
 
 def test_off_by_default_and_checked_in_a_recipe():
     config = config_lib.resolve(model="vae", dataset="digits")

@@ -14,12 +14,14 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
 import kgen
 from kgen import checkpoint
-from tests.conftest import BACKEND
+
+BACKEND = keras.config.backend()
 
 pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution runs on the jax backend only "
                                 "(tensorflow: test_distributed_tf.py; torch: refused, test_distributed.py)")

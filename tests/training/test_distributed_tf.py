@@ -16,10 +16,11 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
-from tests.conftest import BACKEND
+BACKEND = keras.config.backend()
 
 pytestmark = pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute runs on the tensorflow backend only "
                                 "(jax: test_distributed_jax.py; torch: refused, test_distributed.py)")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
@@ -21,7 +22,8 @@ from kgen import checkpoint
 from kgen import config as config_lib
 from kgen.api import get_entry
 from kgen.training.trainer import train
-from tests.conftest import BACKEND
+
+BACKEND = keras.config.backend()
 
 pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="DDP runs on the torch backend only "
                                 "(jax: test_distributed_jax.py; tensorflow: test_distributed_tf.py)")

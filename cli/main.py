@@ -212,8 +212,14 @@ def _config_path(config_file):
 @click.option("--top-k", type=int, default=8, show_default=True, help="--traverse: rows (latent dimensions).")
 @click.option("--span", type=float, default=3.0, show_default=True,
               help="--traverse: sweep from -SPAN to SPAN prior standard deviations.")
+@click.option("--burn-in", type=int, default=None, metavar="B",
+              help="Markov-chain samplers (RBM): Gibbs steps before a state is taken (default: the model's).")
+@click.option("--chains", type=int, default=None, metavar="C",
+              help="Markov-chain samplers: a chain-progress grid, C chains in rows, n // C states in columns.")
+@click.option("--steps", "every", type=int, default=None, metavar="S",
+              help="--chains: Gibbs steps between the states taken along a chain (default 1).")
 def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_data, code, traverse_steps, top_k,
-           span):
+           span, burn_in, chains, every):
     """Draw samples from a checkpoint or a shipped pretrained model."""
     from kgen.sampling import sample_to_file
 
@@ -223,9 +229,11 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_da
         raise click.UsageError("-n must be positive.")
     path = sample_to_file(checkpoint=checkpoint, model=model, n=num, seed=seed, label=label,
                           temperature=temperature, out=out, interpolate=steps, code=code,
-                          traverse=traverse_steps, top_k=top_k, span=span, from_data=from_data)
+                          traverse=traverse_steps, top_k=top_k, span=span, from_data=from_data,
+                          chains=chains, burn_in=burn_in, every=every)
     what = ("a traversal grid" if traverse_steps is not None else "latent walks" if steps
-            else "a code grid" if code is not None else f"{num} samples")
+            else "a code grid" if code is not None else f"{chains} chains' progress" if chains
+            else f"{num} samples")
     click.echo(f"wrote {what} to {path}")
 
 
@@ -242,14 +250,20 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_da
 @click.option("--sample-metrics/--no-sample-metrics", default=None,
               help="FID/KID of samples vs the split (default: only for models without a likelihood).")
 @click.option("--num-samples", type=int, default=None, help="Samples for FID/KID (default: the split's size).")
+@click.option("--ais-chains", type=int, default=None, help="Energy models: AIS chains for log Z (default: the model's).")
+@click.option("--ais-betas", type=int, default=None,
+              help="Energy models: AIS intermediate distributions (default: the model's, 14,500 as in Salakhutdinov "
+                   "& Murray 2008).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
-def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sample_metrics, num_samples, as_json):
+def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sample_metrics, num_samples, ais_chains,
+             ais_betas, as_json):
     """Score a checkpoint: NLL (exact or bound) in nats and bits/dim; FID/KID for GANs."""
     from kgen.evaluation import evaluate_checkpoint, probe_lines, sample_metrics_lines
 
     result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, iw_samples=iw_samples,
                                  max_examples=max_examples, overrides=overrides, progress=not as_json,
-                                 sample_metrics_flag=sample_metrics, num_samples=num_samples)
+                                 sample_metrics_flag=sample_metrics, num_samples=num_samples,
+                                 ais_chains=ais_chains, ais_betas=ais_betas)
     if as_json:
         _echo_json(result)
         return
@@ -266,9 +280,12 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
     click.echo(f"  NLL ({kind}): {result['nll']['nats']:.3f} nats  {result['nll']['bits_per_dim']:.4f} bits/dim")
     if "log_z" in result:  # an energy model's partition function (AIS: its spread over chains)
         spread = f" +/- {result['log_z_stderr']:.3f}" if result.get("log_z_stderr") is not None else ""
-        how = (f" (AIS: {result['ais_chains']} chains, {result['ais_betas']} betas)" if result.get("ais_chains")
-               else " (exact)")
+        how = (f" (AIS: {result['ais_chains']} chains, {result['ais_betas']} betas)"
+               if result.get("log_z_method") == "ais" else " (exact)")
         click.echo(f"  log Z: {result['log_z']:.3f}{spread}{how}")
+        if "ais_log_z" in result:  # the AIS estimate beside an exact log Z
+            click.echo(f"  log Z (AIS: {result['ais_chains']} chains, {result['ais_betas']} betas): "
+                       f"{result['ais_log_z']:.3f} +/- {result['ais_log_z_stderr']:.3f}")
     if "nll_per_token" in result:  # sequence models
         click.echo(f"  NLL per token: {result['nll_per_token']:.4f} nats")
     if "nll_oracle" in result:

@@ -274,7 +274,8 @@ def _names_data(overrides):
 
 
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
-                        overrides=(), progress=True, sample_metrics_flag=None, num_samples=None):
+                        overrides=(), progress=True, sample_metrics_flag=None, num_samples=None,
+                        ais_chains=None, ais_betas=None):
     """Scores a checkpoint with the preprocessing it was trained with.
 
     Args:
@@ -282,6 +283,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             models without a likelihood (GANs).
         num_samples: samples for FID/KID (default `evaluate.num_samples`, 0:
             the size of the split).
+        ais_chains, ais_betas: the AIS run behind an estimated log Z (energy
+            models: `configure_ais`); default the model's.
 
     Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
     the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
@@ -302,6 +305,10 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         raise UsageError(f"--iw-samples must be 0 (no importance-weighted bound) or a positive k, got {iw_samples}; "
                          "k = 5000 is the usual choice.")
     model = ckpt.load_model(path, compile=False)
+    if ais_chains is not None or ais_betas is not None:
+        if not model.supports("configure_ais"):
+            raise UsageError(f"{model.registered_name} estimates no log Z by AIS: drop --ais-chains/--ais-betas.")
+        model.configure_ais(chains=ais_chains, betas=ais_betas)
     config = ckpt.read_state(path).get("config")
     if config is None:  # a plain .keras file: the model's default recipe
         config = config_lib.resolve(model=model.registered_name, dataset=dataset)

@@ -33,7 +33,8 @@ def check_sample_args(n, seed, temperature):
 
 
 def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png",
-                   interpolate=None, code=None, traverse=None, top_k=8, span=3.0, from_data=False):
+                   interpolate=None, code=None, traverse=None, top_k=8, span=3.0, from_data=False,
+                   chains=None, burn_in=None, every=None):
     """Samples a checkpoint (or the pretrained `model`) into `out` (.png or .npz).
 
     `interpolate=STEPS` (GANs and latent models) writes latent walks instead:
@@ -47,6 +48,10 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     index order when there are none), each swept over STEPS values from -span to span
     prior standard deviations around the code of a test example (`seed` picks which;
     the prior's centre without data); the `.npz` gets the row dimensions as `dims`.
+    Markov-chain samplers (`sample_chains`): `burn_in` sets the steps before a state is
+    taken (default: the model's `sample_steps`); `chains=C` writes a chain-progress grid
+    instead, C chains in rows, each with `n // C` states in columns taken `every` steps
+    apart (default 1) after the burn-in.
     """
     from kgen import checkpoint as ckpt
     from kgen import figures
@@ -69,7 +74,22 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     labels = None if label is None else np.full(n, label, "int32")
     columns = None
     extra = {}
-    if traverse is not None:
+    chain_args = {"--chains": chains, "--burn-in": burn_in, "--steps": every}
+    given = [flag for flag, value in chain_args.items() if value is not None]
+    if given and not net.supports("sample_chains"):
+        raise UsageError(f"{type(net).__name__} does not sample by a Markov chain: drop {', '.join(given)}.")
+    if given and (traverse is not None or interpolate is not None or code is not None):
+        raise UsageError(f"{', '.join(given)} set a Markov chain's sampling; --traverse, --interpolate and --code "
+                         "are latent models' grids.")
+    if every is not None and chains is None:
+        raise UsageError("--steps spaces the states taken along each of --chains chains; add --chains C.")
+    if chains is not None:
+        states = max(1, n // chains) if isinstance(chains, (int, np.integer)) and chains > 0 else 0
+        grid = net.sample_chains(chains, states, burn_in=burn_in, every=1 if every is None else every, seed=seed)
+        samples, columns = grid.reshape((-1,) + grid.shape[2:]), grid.shape[1]
+    elif burn_in is not None:
+        samples = net.sample_chains(n, 1, burn_in=burn_in, seed=seed)[:, 0]
+    elif traverse is not None:
         if interpolate is not None or code is not None:
             raise UsageError("pass one of --traverse, --interpolate or --code.")
         samples, columns, extra = _traversal_figure(net, state, path, seed, label, traverse, top_k, span)

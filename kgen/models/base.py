@@ -16,6 +16,8 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | codes of data (an encoder) | `latent_codes`, `decode_latents`, `traverse` (`LatentWalks`) | `kgen evaluate` (linear probe), `kgen sample --traverse` |
 | extra metrics | `evaluate_extra` | `kgen evaluate` |
 | token sequences (data kind "sequence") | `decode_sequences` | `kgen sample --out FILE.txt` |
+| Markov-chain sampling | `sample_chains` (`MarkovChain`) | `kgen sample --chains / --burn-in / --steps` |
+| an AIS-estimated log Z | `configure_ais` | `kgen evaluate --ais-chains / --ais-betas` |
 | a 2-D density figure | `draws_density` | epoch figures of 2-D data |
 | serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
 | labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
@@ -185,6 +187,14 @@ class GenerativeModel(keras.Model):
         writes their samples to `.txt`, one decoded sequence a line.
         """
         raise NotImplementedError(f"{type(self).__name__} does not model token sequences.")
+
+    def configure_ais(self, chains=None, betas=None):
+        """Sets the annealed-importance-sampling run behind an estimated log Z (`kgen evaluate --ais-*`)."""
+        raise NotImplementedError(f"{type(self).__name__} estimates no log Z by AIS.")
+
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
+        """A Markov-chain sampler's states: `(chains, states) + data_shape`, see `MarkovChain`."""
+        raise NotImplementedError(f"{type(self).__name__} does not sample by a Markov chain.")
 
     # A 2-D model whose `log_prob` is cheap draws its density beside data and samples
     # in each epoch's figure (`kgen.figures.write_epoch_figure`).
@@ -389,6 +399,50 @@ class GenerativeModel(keras.Model):
         """
         return {}
 
+
+
+# === Markov-chain sampling (RBMs and the other chain samplers) ===
+
+
+def chain_schedule(chains, states, burn_in, every):
+    """The step counts (1-based) at which a chain's `states` states are recorded: `burn_in`,
+    `burn_in + every`, ...; validates the `sample_chains` arguments (one-line UsageErrors)."""
+    for name, value, low in (("chains", chains, 1), ("states", states, 1), ("every", every, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise UsageError(f"{name} must be an integer >= {low}, got {value}.")
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 1:
+        raise UsageError(f"--burn-in must be a number of steps >= 1, got {burn_in}.")
+    return [int(burn_in) + k * int(every) for k in range(int(states))]
+
+
+class MarkovChain:
+    """`sample_chains` for a model whose `sample` runs a Markov chain of `sample_steps` steps.
+
+    Mix in before `GenerativeModel`. The model's `noise_spec(n)` must give the chain's start
+    first, then arrays `(n, sample_steps, ...)` holding one slice per step, and its
+    `sample_from_noise` must run as many steps as those arrays hold (the RBMs'). A chain's
+    state after t steps is then the sample of the first t slices of the same noise, so the
+    recorded states of one chain are states of one trajectory.
+    """
+
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
+        """`chains` chains from random starts; each records `states` states, after `burn_in`
+        steps (default: the model's `sample_steps`) and then every `every` steps.
+
+        Returns NumPy `(chains, states) + data_shape` (the samples' space, as `sample`).
+        """
+        steps = chain_schedule(chains, states, self.sample_steps if burn_in is None else burn_in, every)
+        saved = self.sample_steps
+        self.sample_steps = steps[-1]
+        try:
+            start, *per_step = self.draw_noise(int(chains), seed)
+        finally:
+            self.sample_steps = saved
+        out = []
+        for t in steps:
+            noise = [start] + [a[:, :t] for a in per_step]
+            out.append(self.batched(lambda *batch: self.sample_from_noise(*batch), noise, batch_size))
+        return np.stack(out, axis=1)
 
 
 # === Latent walks (every family with a latent space) ===

@@ -92,8 +92,8 @@ from keras import ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
-from kgen.models.energy.rbm import AIS_CHUNK, ENUMERATION_CHUNK, _bernoulli, _bits, ais_result, ais_schedule
+from kgen.models.base import GenerativeModel, MarkovChain
+from kgen.models.energy.rbm import AIS_CHUNK, AISLogPartition, ENUMERATION_CHUNK, _bernoulli, _bits, ais_result, ais_schedule
 from kgen.registry import register_model
 
 # Exact log Z enumerates the 2^U states of the odd hidden layers up to this many units.
@@ -369,7 +369,7 @@ PHASE_JOINT = "joint"
 @register_model("dbm", family="energy",
                 tiny=dict(hidden_units=(12, 8), persistent_chains=16, sample_steps=20, mean_field_steps=5,
                           eval_mean_field_steps=10, pretrain_epochs=0))
-class DBM(GenerativeModel):
+class DBM(AISLogPartition, MarkovChain, GenerativeModel):
     """Deep Boltzmann machine (Salakhutdinov & Hinton 2009): mean-field and persistent chains, AIS bound.
 
     Binary data only (a recipe on grey levels sets `data.binarize`). `log_prob` is the mean-field
@@ -783,10 +783,7 @@ class DBM(GenerativeModel):
 
     def evaluate_extra(self, prepared, batch_size=256):
         """log Z and how it was found (AIS: its standard error, chains and betas); mean-field sweeps."""
-        result = self.log_partition()
-        names = {"method": "log_z_method", "chains": "ais_chains", "betas": "ais_betas", "schedule": "ais_schedule",
-                 "log_weights_std": "ais_log_weights_std"}
-        out = {names.get(k, k): v for k, v in result.items()}
+        out = self.log_z_report()
         out["mean_field_steps"] = self.eval_mean_field_steps
         return out
 

@@ -47,7 +47,8 @@ from keras import ops
 from kgen import backend
 from kgen.errors import DataError, UsageError
 from kgen.models.base import GenerativeModel
-from kgen.models.energy.rbm import AIS_CHUNK, ENUMERATION_CHUNK, RBM, _bernoulli, _bits, ais_result, ais_schedule
+from kgen.models.energy.rbm import (AIS_CHUNK, ENUMERATION_CHUNK, RBM, _bernoulli, _bits, ais_result, ais_schedule,
+                                    chain_length)
 from kgen.registry import register_model
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -75,7 +76,7 @@ def gaussian_gibbs_chain(v, uniforms, normals, w, b, c):
         h = _bernoulli(ops.sigmoid(c + ops.matmul(v, w)), ops.take(uniforms, t, axis=1))
         return b + ops.matmul(h, wt) + ops.take(normals, t, axis=1), h
 
-    return ops.fori_loop(0, int(uniforms.shape[1]), step, (v, h0))
+    return ops.fori_loop(0, chain_length(uniforms), step, (v, h0))
 
 
 def gaussian_exact_log_partition(w, b, c):

@@ -61,7 +61,7 @@ from keras import layers, ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import GenerativeModel, chain_schedule
 from kgen.models.latent.vae import resolve_likelihood
 from kgen.registry import register_model
 
@@ -377,6 +377,20 @@ class GSN(GenerativeModel):
             m = min(batch_size, chains - i * batch_size)
             outs.append(self.run_chains(m, np.random.default_rng(child))[:, self.burn_in:])
         return np.concatenate(outs).reshape((-1,) + self.data_shape)[: int(n)]
+
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
+        """`chains` chains from random states, each recording `states` states: the state after
+        `burn_in` steps (default `burn_in + 1`: the first state `sample` keeps), then every `every` steps.
+
+        Returns NumPy `(chains, states) + data_shape`; the same seed gives the same states.
+        """
+        steps = chain_schedule(chains, states, self.burn_in + 1 if burn_in is None else burn_in, every)
+        picks = np.asarray(steps) - 1  # the trajectory's index t holds the state after t + 1 steps
+        outs = []
+        for i, child in enumerate(np.random.SeedSequence(seed).spawn(math.ceil(chains / batch_size))):
+            m = min(batch_size, chains - i * batch_size)
+            outs.append(self.run_chains(m, np.random.default_rng(child), steps=steps[-1])[:, picks])
+        return np.concatenate(outs).reshape((int(chains), len(steps)) + self.data_shape)
 
     def run_chains(self, m, rng, steps=None, start=None):
         """`m` chains' trajectories (m, steps, D), NumPy, with noise from the NumPy Generator `rng`.

@@ -52,7 +52,7 @@ from keras import ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import GenerativeModel, MarkovChain
 from kgen.registry import register_model
 
 # Exact log Z enumerates 2^units states of the smaller layer up to this size.
@@ -91,7 +91,14 @@ def gibbs_chain(v, noise, w, b, c):
         h = _bernoulli(ops.sigmoid(c + ops.matmul(v, w)), u[:, :units])
         return _bernoulli(ops.sigmoid(b + ops.matmul(h, wt)), u[:, units:])
 
-    return ops.fori_loop(0, int(noise.shape[1]), step, v)
+    return ops.fori_loop(0, chain_length(noise), step, v)
+
+
+def chain_length(noise):
+    """The steps a chain's noise `(n, steps, ...)` holds: static where known, else a tensor
+    (a compiled sampler called with chains of several lengths: `sample_chains`)."""
+    steps = noise.shape[1]
+    return int(steps) if steps is not None else ops.shape(noise)[1]
 
 
 def _bits(index, units):
@@ -242,9 +249,44 @@ class _Memo:
 # === The model ===
 
 
+class AISLogPartition:
+    """`configure_ais` and the evaluation's log Z report, for a model with `log_partition(method=...)`
+    and `ais_chains` / `ais_betas` attributes (the RBMs and the DBM). Mix in before `GenerativeModel`."""
+
+    _ais_requested = False  # set by configure_ais: an exact log Z is then also estimated by AIS
+
+    def configure_ais(self, chains=None, betas=None):
+        """AIS chains and betas for log Z (`kgen evaluate --ais-chains/--ais-betas`).
+
+        Where log Z is exact (few enough units to enumerate), `log_z_report` then also gives the
+        AIS estimate beside it (`ais_log_z`, `ais_log_z_stderr`), to check the estimator.
+        """
+        for name, value, low in (("--ais-chains", chains, 2), ("--ais-betas", betas, 3)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < low):
+                raise UsageError(f"{name} must be an integer >= {low}, got {value}.")
+        if chains is not None:
+            self.ais_chains = int(chains)
+        if betas is not None:
+            self.ais_betas = int(betas)
+        self._ais_requested = True
+
+    def log_z_report(self):
+        """log Z and how it was found, with the evaluation's key names (`log_z_method`, `ais_*`)."""
+        result = self.log_partition()
+        names = {"method": "log_z_method", "chains": "ais_chains", "betas": "ais_betas", "schedule": "ais_schedule",
+                 "log_weights_std": "ais_log_weights_std"}
+        out = {names.get(k, k): v for k, v in result.items()}
+        if result["method"] == "exact" and self._ais_requested:
+            ais = self.log_partition(method="ais")
+            out.update({"ais_log_z": ais["log_z"], "ais_log_z_stderr": ais["log_z_stderr"],
+                        "ais_chains": ais["chains"], "ais_betas": ais["betas"]})
+        return out
+
+
 @register_model("rbm", family="energy",
                 tiny=dict(hidden_units=16, training_method="pcd", persistent_chains=16, sample_steps=20))
-class RBM(GenerativeModel):
+class RBM(AISLogPartition, MarkovChain, GenerativeModel):
     """Restricted Boltzmann machine (Smolensky 1986; Hinton 2002), Bernoulli-Bernoulli, trained by CD-k or PCD.
 
     Binary data only: a recipe on grey-level images sets `data.binarize`
@@ -507,10 +549,7 @@ class RBM(GenerativeModel):
 
     def evaluate_extra(self, prepared, batch_size=256):
         """log Z and how it was found (AIS: its standard error, chains and betas)."""
-        result = self.log_partition()
-        names = {"method": "log_z_method", "chains": "ais_chains", "betas": "ais_betas", "schedule": "ais_schedule",
-                 "log_weights_std": "ais_log_weights_std"}
-        return {names.get(k, k): v for k, v in result.items()}
+        return self.log_z_report()
 
     # === Sampling ===
 

@@ -275,7 +275,7 @@ def _names_data(overrides):
 
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
                         overrides=(), progress=True, sample_metrics_flag=None, num_samples=None,
-                        ais_chains=None, ais_betas=None):
+                        ais_chains=None, ais_betas=None, ais=False):
     """Scores a checkpoint with the preprocessing it was trained with.
 
     Args:
@@ -284,7 +284,10 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         num_samples: samples for FID/KID (default `evaluate.num_samples`, 0:
             the size of the split).
         ais_chains, ais_betas: the AIS run behind an estimated log Z (energy
-            models: `configure_ais`); default the model's.
+            models: `configure_ais`); default the model's. For a model with
+            `latent_log_joint` (the VAEs) they, or `ais=True`, add the AIS
+            estimate of log p(x) of Wu et al. 2017 (`kgen.metrics.ais`;
+            defaults 16 chains, 1000 betas).
 
     Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
     the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
@@ -305,10 +308,16 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         raise UsageError(f"--iw-samples must be 0 (no importance-weighted bound) or a positive k, got {iw_samples}; "
                          "k = 5000 is the usual choice.")
     model = ckpt.load_model(path, compile=False)
-    if ais_chains is not None or ais_betas is not None:
-        if not model.supports("configure_ais"):
-            raise UsageError(f"{model.registered_name} estimates no log Z by AIS: drop --ais-chains/--ais-betas.")
-        model.configure_ais(chains=ais_chains, betas=ais_betas)
+    decoder_ais = None
+    if ais or ais_chains is not None or ais_betas is not None:
+        if model.supports("latent_log_joint"):
+            decoder_ais = {"chains": 16 if ais_chains is None else ais_chains,
+                           "betas": 1000 if ais_betas is None else ais_betas}
+        elif model.supports("configure_ais"):
+            model.configure_ais(chains=ais_chains, betas=ais_betas)
+        else:
+            raise UsageError(f"{model.registered_name} estimates nothing by AIS (energy models' log Z, the VAEs' "
+                             "log p(x)): drop --ais/--ais-chains/--ais-betas.")
     config = ckpt.read_state(path).get("config")
     if config is None:  # a plain .keras file: the model's default recipe
         config = config_lib.resolve(model=model.registered_name, dataset=dataset)
@@ -342,6 +351,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         if model.log_prob_kind != "elbo":
             k = 0
         bar = keras.utils.Progbar(len(data), unit_name="example") if progress and k else None
+        if decoder_ais is not None and progress:
+            decoder_ais["progress"] = keras.utils.Progbar(len(data), unit_name="example (AIS)").update
         result = evaluate(
             model, prepared,
             iw_samples=k,
@@ -349,6 +360,7 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             seed=0,
             continuous=pipeline.continuous,
             progress=bar.update if bar else None,
+            ais=decoder_ais,
         )
     else:
         result["nll_kind"] = "none"

@@ -33,13 +33,19 @@ def summarize(per_example, num_dims, logdet=None, num_levels=None, continuous=Fa
     return {"nats": mean, "nats_stderr": stderr, "bits_per_dim": float(mean / (num_dims * math.log(2.0)))}
 
 
-def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=False, progress=None):
+def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=False, progress=None, ais=None):
     """Scores `model` on prepared data (see `kgen.data.pipeline`).
+
+    `ais`: a dict of `kgen.metrics.ais.decoder_ais` arguments (`chains`, `betas`, ...) to add
+    the AIS estimate of log p(x) (`ais`) for a model with `latent_log_joint`.
 
     Returns:
         A dict: `examples`, `nll_kind` ("exact" or "bound"), `nll` and
         `bits_per_dim`, and for latent models `elbo`, `recon`, `kl`,
-        `iw_bound` and `iw_samples`, each in nats per example.
+        `iw_bound` and `iw_samples`, each in nats per example; with `ais`, `ais`
+        (the AIS estimate: nats, its standard error over examples, the mean
+        per-example spread over chains, chains, betas, leapfrog, accept_rate).
+        `nll` is the tightest of the bounds and estimates.
     """
     num_dims = model.num_dims
     num_levels = prepared.source.num_levels
@@ -59,6 +65,17 @@ def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=F
             result["iw_bound"] = {"nats": -iw["nats"], "bits_per_dim": iw["bits_per_dim"],
                                   "nats_stderr": iw["nats_stderr"], "k": int(iw_samples)}
             best = iw
+        if ais is not None:
+            from kgen.metrics.ais import decoder_ais
+
+            run = decoder_ais(model, prepared.x, labels, seed=seed, **ais)
+            est = summarize(run["log_prob"], num_dims, prepared.logdet, num_levels, continuous)
+            result["ais"] = {"nats": -est["nats"], "bits_per_dim": est["bits_per_dim"],
+                             "nats_stderr": est["nats_stderr"],
+                             "chain_stderr": float(np.nanmean(run["log_prob_stderr"])),
+                             **{k: run[k] for k in ("chains", "betas", "leapfrog", "accept_rate")}}
+            if est["nats"] < best["nats"]:
+                best = est
         result["nll"] = best
     else:
         logp = model.log_prob(prepared.x, labels, batch_size=batch_size)

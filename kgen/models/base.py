@@ -18,6 +18,7 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | token sequences (data kind "sequence") | `decode_sequences` | `kgen sample --out FILE.txt` |
 | Markov-chain sampling | `sample_chains` (`MarkovChain`) | `kgen sample --chains / --burn-in / --steps` |
 | an AIS-estimated log Z | `configure_ais` | `kgen evaluate --ais-chains / --ais-betas` |
+| a decoder's joint density | `latent_log_joint` (a standard normal prior over `latent_dim`) | `kgen evaluate --ais` (`kgen.metrics.ais`) |
 | a 2-D density figure | `draws_density` | epoch figures of 2-D data |
 | serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
 | labels | `num_classes` / `conditional`, `check_data`, `model_inputs` | every command |
@@ -127,6 +128,14 @@ class GenerativeModel(keras.Model):
         `iw_samples` k > 0 adds the importance-weighted bound (Burda et al. 2016).
         """
         raise NotImplementedError(f"{type(self).__name__} has no variational bound to score.")
+
+    def latent_log_joint(self, x, z, labels=None):
+        """log p(z) and log p(x|z) per row (tensors (n,)) for aligned rows of x and z (n, latent_dim).
+
+        A model whose prior is the standard normal over `latent_dim` dimensions and whose decoder
+        has a likelihood offers it; `kgen.metrics.ais` then estimates log p(x) by AIS (Wu et al. 2017).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no decoder density to anneal to.")
 
     def translate(self, source, direction="a2b", batch_size=256):
         """An image-to-image model's translations of `source` images (NumPy)."""

@@ -411,6 +411,11 @@ class VAE(LatentWalks, GenerativeModel):
         log_q = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + logvar[None], axis=-1)
         return self.k_log_likelihood(x, labels, z), log_prior, log_q
 
+    def latent_log_joint(self, x, z, labels=None):
+        """log p(z) (standard normal) and log p(x|z) per row, for aligned x and z (n, latent_dim)."""
+        log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
+        return log_prior, self.log_likelihood(x, self.decode_params(z, labels))
+
     def k_log_likelihood(self, x, labels, z):
         """log p(x|z) for k latents per example: z (k, batch, latent) -> (k, batch)."""
         k = ops.shape(z)[0]

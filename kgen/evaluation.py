@@ -341,10 +341,10 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
     model.check_data(data)
     prepared = pipeline.prepare(data, seed=0)
     eval_config = config["evaluate"]
-    likelihood = has_likelihood(model)
+    likelihood = has_likelihood(model) or decoder_ais is not None
     explicit = sample_metrics_flag is not None
     if not explicit:
-        sample_metrics_flag = not likelihood
+        sample_metrics_flag = not has_likelihood(model)
     result = {"examples": int(len(data))}
     if likelihood:
         k = eval_config["iw_samples"] if iw_samples is None else iw_samples

@@ -145,6 +145,7 @@ class AVB(AdversarialModel):
     decode_params = VAE.decode_params
     decode = VAE.decode
     log_likelihood = VAE.log_likelihood
+    latent_log_joint = VAE.latent_log_joint  # N(0, I) prior: `kgen evaluate --ais` estimates log p(x), as the paper does
     noise_spec = VAE.noise_spec
     _sample = VAE._sample
 

@@ -218,8 +218,10 @@ def _config_path(config_file):
               help="Markov-chain samplers: a chain-progress grid, C chains in rows, n // C states in columns.")
 @click.option("--steps", "every", type=int, default=None, metavar="S",
               help="--chains: Gibbs steps between the states taken along a chain (default 1).")
+@click.option("--edit", is_flag=True,
+              help="latent_constraints: edit N test examples toward --label K (rows: source | edit).")
 def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_data, code, traverse_steps, top_k,
-           span, burn_in, chains, every):
+           span, burn_in, chains, every, edit):
     """Draw samples from a checkpoint or a shipped pretrained model."""
     from kgen.sampling import sample_to_file
 
@@ -230,8 +232,9 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_da
     path = sample_to_file(checkpoint=checkpoint, model=model, n=num, seed=seed, label=label,
                           temperature=temperature, out=out, interpolate=steps, code=code,
                           traverse=traverse_steps, top_k=top_k, span=span, from_data=from_data,
-                          chains=chains, burn_in=burn_in, every=every)
-    what = ("a traversal grid" if traverse_steps is not None else "latent walks" if steps
+                          chains=chains, burn_in=burn_in, every=every, edit=edit)
+    what = (f"edits toward label {label}" if edit else "a traversal grid" if traverse_steps is not None
+            else "latent walks" if steps
             else "a code grid" if code is not None else f"{chains} chains' progress" if chains
             else f"{num} samples")
     click.echo(f"wrote {what} to {path}")

@@ -34,7 +34,7 @@ def check_sample_args(n, seed, temperature):
 
 def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, temperature=1.0, out="samples.png",
                    interpolate=None, code=None, traverse=None, top_k=8, span=3.0, from_data=False,
-                   chains=None, burn_in=None, every=None):
+                   chains=None, burn_in=None, every=None, edit=False):
     """Samples a checkpoint (or the pretrained `model`) into `out` (.png or .npz).
 
     `interpolate=STEPS` (GANs and latent models) writes latent walks instead:
@@ -71,6 +71,8 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         return translations_to_file(net, state, path, n, seed, out)
     if net.supports("decode_sequences") or out.suffix == ".txt":  # token sequences: text, one a line
         return sequences_to_file(net, n, seed, temperature, out, interpolate, code)
+    if edit:
+        return edits_to_file(net, state, path, n, seed, label, out)
     labels = None if label is None else np.full(n, label, "int32")
     columns = None
     extra = {}
@@ -219,6 +221,32 @@ def translations_to_file(net, state, path, n, seed, out):
             np.savez(tmp, source=prepared.x_source, x=net.translate(prepared.x_source), **extra)
         else:
             figures.write_translation_figure(tmp, net, prepared, n, scale=config["data"]["scale"])
+    return out
+
+
+def edits_to_file(net, state, path, n, seed, label, out):
+    """Edits `n` test examples of a checkpoint's data (random ones with `seed`, else the first) toward
+    `label`: a `.png` of rows source | edit, or a `.npz` with `source`, `x` (the edits) and `y`."""
+    from kgen import figures
+
+    if not net.supports("edit"):
+        raise UsageError(f"--edit moves examples toward a label (latent_constraints); {type(net).__name__} "
+                         "does not edit.")
+    if label is None and net.conditional:
+        raise UsageError("--edit needs --label K: the class to move the examples toward.")
+    x = _recorded_examples(state, path, required="--edit")
+    n = min(n, len(x))
+    idx = np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
+    source, labels = x[idx], (None if label is None else np.full(n, label, "int32"))
+    edited = net.edit(source, labels=labels)
+    with replacing_file(out) as tmp:
+        if out.suffix == ".npz":
+            np.savez(tmp, source=source, x=edited, **({} if labels is None else {"y": labels}))
+        else:
+            pairs = np.stack([source, edited], axis=1).reshape((-1,) + source.shape[1:])
+            if state.get("config", {}).get("data", {}).get("scale") == "symmetric":
+                pairs = (pairs + 1.0) / 2.0
+            figures.write_grid(tmp, pairs, 2)
     return out
 
 

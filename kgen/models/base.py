@@ -18,6 +18,7 @@ probes a model with `hasattr`. A new model overrides what it offers:
 | token sequences (data kind "sequence") | `decode_sequences` | `kgen sample --out FILE.txt` |
 | Markov-chain sampling | `sample_chains` (`MarkovChain`) | `kgen sample --chains / --burn-in / --steps` |
 | an AIS-estimated log Z | `configure_ais` | `kgen evaluate --ais-chains / --ais-betas` |
+| edits toward a label | `edit` | `kgen sample --edit --label K` |
 | a decoder's joint density | `latent_log_joint` (a standard normal prior over `latent_dim`) | `kgen evaluate --ais` (`kgen.metrics.ais`) |
 | a 2-D density figure | `draws_density` | epoch figures of 2-D data |
 | serving | `export_endpoints`, `litert_endpoints` | `kgen export` |
@@ -136,6 +137,10 @@ class GenerativeModel(keras.Model):
         has a likelihood offers it; `kgen.metrics.ais` then estimates log p(x) by AIS (Wu et al. 2017).
         """
         raise NotImplementedError(f"{type(self).__name__} has no decoder density to anneal to.")
+
+    def edit(self, x, labels=None, batch_size=256):
+        """Minimal edits of examples toward `labels` (latent_constraints): NumPy, the examples' shape."""
+        raise NotImplementedError(f"{type(self).__name__} does not edit examples toward a label.")
 
     def translate(self, source, direction="a2b", batch_size=256):
         """An image-to-image model's translations of `source` images (NumPy)."""

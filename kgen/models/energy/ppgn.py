@@ -77,7 +77,8 @@ class PPGN(GenerativeModel):
 
     No likelihood: `kgen evaluate` reports FID/KID of samples with the split's
     label mix and their label accuracy (kgen's feature classifier), plus the
-    DAE's reconstruction error and this model's classifier accuracy.
+    DAE's squared error from corrupted inputs and this model's classifier
+    accuracy (`evaluate_extra`: in `kgen evaluate --json`).
 
     Args:
         input_shape: shape of one example, e.g. `(8, 8, 1)`, values in [0, 1].

@@ -135,3 +135,19 @@ def test_low_floors_import_no_models():
     for mod in low:
         up = sorted(t for t in graph[mod] if t.startswith(("kgen.models",) + ABOVE_MODELS))
         assert not up, f"{mod} imports {up} from a floor above it"
+
+
+@pytest.mark.parametrize("first", ["kgen.budget", "kgen.config"])
+def test_any_module_imported_first_registers_every_model(first):
+    """Importing Keras registers kgen's models (kgen/__init__.py), so a low module that imports Keras
+    while it is half-initialized must not be imported back by a model at module level: a fresh
+    process that imports `first` before anything else of kgen's gets no registration warning."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import warnings; warnings.simplefilter('error'); import {first}; import kgen.api; "
+            "assert kgen.api.get_entry('latent_constraints')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -64,7 +64,6 @@ from keras import layers, ops
 
 from kgen import backend
 from kgen.backend import adversarial
-from kgen.budget import parameter_budget, stored_parameters
 from kgen.errors import UsageError
 from kgen.models.adversarial.base import AdversarialModel
 from kgen.models.latent.vae import VAE
@@ -111,6 +110,10 @@ def load_vae(path):
         )
     if where.suffix.lower() != ".keras":
         raise UsageError(f"model.vae: {given} is not a .keras checkpoint; kgen loads only .keras files.")
+    # Imported here: kgen.budget imports Keras, whose import registers kgen's models (this module
+    # among them), so a module-level import is circular when kgen.budget is imported first.
+    from kgen.budget import parameter_budget, stored_parameters
+
     try:
         with zipfile.ZipFile(where) as zf, zf.open("model.weights.h5") as f:
             stored = stored_parameters(f)

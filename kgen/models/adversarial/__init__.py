@@ -7,6 +7,7 @@ adapter in `kgen.backend.adversarial`.
 
 from kgen.models.adversarial.base import AdversarialModel, AdversarialOptimizer
 from kgen.models.adversarial.began import BEGAN
+from kgen.models.adversarial.bgan import BGAN
 from kgen.models.adversarial.bigan import BiGAN
 from kgen.models.adversarial.cgan import ConditionalGAN
 from kgen.models.adversarial.cycle_gan import CycleGAN
@@ -17,4 +18,4 @@ from kgen.models.adversarial.pix2pix import Pix2Pix
 from kgen.models.adversarial.semi_supervised_gan import SemiSupervisedGAN
 from kgen.models.adversarial.wgan_gp import WGANGP
 
-__all__ = ["GAN", "DCGAN", "ConditionalGAN", "WGANGP", "InfoGAN", "BEGAN", "SemiSupervisedGAN", "BiGAN", "Pix2Pix", "CycleGAN", "AdversarialModel", "AdversarialOptimizer"]
+__all__ = ["GAN", "DCGAN", "ConditionalGAN", "WGANGP", "InfoGAN", "BEGAN", "SemiSupervisedGAN", "BiGAN", "Pix2Pix", "CycleGAN", "BGAN", "AdversarialModel", "AdversarialOptimizer"]

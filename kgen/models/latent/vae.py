@@ -182,8 +182,6 @@ class VAE(LatentWalks, GenerativeModel):
         self.flatten = layers.Flatten(name="flatten")
         if architecture == "mlp":
             self.encoder_body = _dense_stack(self.hidden_units, activation, "encoder")
-            self.decoder_body = _dense_stack(self.hidden_units[::-1], activation, "decoder")
-            self.decoder_out = layers.Dense(self.num_dims * self.out_per_dim, name="decoder_out")
         else:
             h, w, c = self.data_shape
             factor = 2 ** len(self.hidden_units)
@@ -192,15 +190,7 @@ class VAE(LatentWalks, GenerativeModel):
                 for i, f in enumerate(self.hidden_units)
             ]
             self.base_shape = (h // factor, w // factor, self.hidden_units[-1])
-            self.decoder_body = [
-                layers.Dense(int(np.prod(self.base_shape)), activation=activation, name="decoder_dense"),
-                layers.Reshape(self.base_shape, name="decoder_reshape"),
-            ] + [
-                layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation=activation,
-                                       name=f"decoder_deconv_{i}")
-                for i, f in enumerate(self.hidden_units[::-1])
-            ]
-            self.decoder_out = layers.Conv2D(c * self.out_per_dim, 3, padding="same", name="decoder_out")
+        self.make_decoder()
         self.encoder_out = layers.Dense(2 * self.latent_dim, name="encoder_out")
 
         # === State and metrics ===
@@ -226,11 +216,36 @@ class VAE(LatentWalks, GenerativeModel):
                 h = layer(h)
             h = keras.KerasTensor((None, int(np.prod(h.shape[1:])) + cond))
         self.encoder_out(h)
-        z = keras.KerasTensor((None, self.latent_dim + cond))
+        self.build_decoder()
+        self.built = True
+
+    def make_decoder(self):
+        """Creates p(x|z)'s layers: `decoder_body` and `decoder_out` (MLP or transposed convolutions).
+
+        A subclass with another decoder overrides this, `build_decoder` and `decode_params`
+        (sa_vae's gated PixelCNN decoder).
+        """
+        if self.architecture == "mlp":
+            self.decoder_body = _dense_stack(self.hidden_units[::-1], self.activation, "decoder")
+            self.decoder_out = layers.Dense(self.num_dims * self.out_per_dim, name="decoder_out")
+            return
+        c = self.data_shape[-1]
+        self.decoder_body = [
+            layers.Dense(int(np.prod(self.base_shape)), activation=self.activation, name="decoder_dense"),
+            layers.Reshape(self.base_shape, name="decoder_reshape"),
+        ] + [
+            layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation=self.activation,
+                                   name=f"decoder_deconv_{i}")
+            for i, f in enumerate(self.hidden_units[::-1])
+        ]
+        self.decoder_out = layers.Conv2D(c * self.out_per_dim, 3, padding="same", name="decoder_out")
+
+    def build_decoder(self):
+        """Builds the layers `make_decoder` created (a fresh model has all its weights)."""
+        z = keras.KerasTensor((None, self.latent_dim + (self.num_classes or 0)))
         for layer in self.decoder_body:
             z = layer(z)
         self.decoder_out(z)
-        self.built = True
 
     def get_config(self):
         config = super().get_config()

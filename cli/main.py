@@ -248,7 +248,7 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_da
 @click.option("--dataset", default=None, help="Data set (default: the one the model was trained on).")
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
 @click.option("--iw-samples", type=int, default=None, help="k of the importance-weighted bound (latent models).")
-@click.option("--max-examples", type=int, default=0, help="Score only the first N examples (0: all).")
+@click.option("--max-examples", type=int, default=0, help="Score N examples of the split, a fixed random choice (0: all).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a data/evaluate key.")
 @click.option("--sample-metrics/--no-sample-metrics", default=None,
               help="FID/KID of samples vs the split (default: only for models without a likelihood).")

@@ -336,8 +336,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
     config = config_lib.apply_overrides(config, sets)
     pipeline = Pipeline(config["data"])
     data = pipeline.load(split)
-    if max_examples:
-        data = data.subset(max_examples)
+    if max_examples:  # a fixed random choice: a split stored sorted by class stays representative
+        data = data.subset(max_examples, seed=0)
     model.check_data(data)
     prepared = pipeline.prepare(data, seed=0)
     eval_config = config["evaluate"]

@@ -190,7 +190,7 @@ def _recorded_examples(state, path, required=None):
                              "call model.latent_codes(x) and model.interpolate from Python instead.")
         return None
     pipeline = Pipeline(config["data"])
-    return pipeline.prepare(pipeline.load("test").subset(TRAVERSAL_EXAMPLES), seed=0).x
+    return pipeline.prepare(pipeline.load("test").subset(TRAVERSAL_EXAMPLES, seed=0), seed=0).x
 
 
 def translations_to_file(net, state, path, n, seed, out):

@@ -74,11 +74,16 @@ class Dataset:
             "supply a .npz with key 'y' or a labelled folder of PNGs."
         )
 
-    def subset(self, n):
-        """The first `n` examples (loaders shuffle with a fixed seed)."""
+    def subset(self, n, seed=None):
+        """`n` examples: the first `n`, or with `seed` a fixed random choice of `n` kept in split order
+        (a split stored sorted, as binarized MNIST's test split is by class, then stays representative)."""
+        if seed is None or n >= len(self.x):
+            idx = slice(0, n)
+        else:
+            idx = np.sort(np.random.default_rng(seed).choice(len(self.x), n, replace=False))
         return dataclasses.replace(
-            self, x=self.x[:n], y=None if self.y is None else self.y[:n],
-            x_source=None if self.x_source is None else self.x_source[:n],
+            self, x=self.x[idx], y=None if self.y is None else self.y[idx],
+            x_source=None if self.x_source is None else self.x_source[idx],
         )
 
     def concat(self, other):

@@ -207,3 +207,16 @@ def test_digits_attribution_is_shipped():
     assert len(gzip.decompress(raw).decode().splitlines()) == 1797
     readme = importlib.resources.files("kgen.data").joinpath("files/README.md").read_text()
     assert "CC BY 4.0" in readme
+
+
+def test_a_seeded_subset_of_a_sorted_split_is_representative():
+    """Binarized MNIST's test split is stored sorted by class: `kgen evaluate --max-examples` must not
+    score only zeros. `subset(n)` keeps the first n; `subset(n, seed)` a fixed random choice in split order."""
+    x = np.zeros((1000, 2, 2, 1), "float32")
+    data = Dataset(name="sorted", split="test", x=x, y=np.repeat(np.arange(10), 100).astype("int32"),
+                   kind="image", num_levels=2, num_classes=10)
+    assert set(data.subset(50).y) == {0}
+    picked = data.subset(50, seed=0)
+    assert len(picked.y) == 50 and len(set(picked.y)) >= 8 and np.all(np.diff(picked.y) >= 0)
+    np.testing.assert_array_equal(picked.y, data.subset(50, seed=0).y)
+    assert len(data.subset(5000, seed=0).y) == 1000

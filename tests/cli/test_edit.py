@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 import kgen
-from cli.main import main
+from kgen.cli.main import main
 from kgen import checkpoint
 from kgen import config as config_lib
 from kgen.training.trainer import train

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import kgen
-from cli.main import main
+from kgen.cli.main import main
 from kgen import backend, checkpoint
 from kgen import config as config_lib
 from kgen.errors import UsageError

@@ -258,3 +258,14 @@ def test_bad_arguments_and_data():
     digits = kgen.load_dataset("digits")
     with pytest.raises(DataError, match="binarize"):
         build(shape=digits.shape).check_data(digits)
+
+
+@pytest.mark.parametrize("recipe", ["binarized_mnist", "binarized_mnist_paper"])
+def test_binarized_mnist_recipes_resolve_and_build_the_papers_model(recipe):
+    from kgen import config as config_lib
+
+    config = config_lib.resolve(config_file=config_lib.recipe_path("dbm", recipe))
+    assert config["model"]["hidden_units"] == [500, 1000] and config["data"]["name"] == "binarized_mnist"
+    hparams = {k: v for k, v in config["model"].items() if k not in ("name", "conditional")}
+    model = kgen.build_model("dbm", input_shape=(28, 28, 1), num_levels=2, **hparams)
+    assert [tuple(w.shape) for w in model.weight_list()] == [(784, 500), (500, 1000)]

@@ -58,6 +58,16 @@ def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+def track_variables(layer):
+    """PyTorch: registers a built layer's weights again as its torch parameters (else: nothing).
+
+    Keras registers them once, when the layer is built, in a dict keyed by each weight's path;
+    weights added afterwards (`GenerativeModel.adding_state`) need this, as after Keras' `quantize`.
+    """
+    if name() == "torch":
+        layer._track_variables()
+
+
 # === Random numbers in training steps ===
 #
 # Keras' `keras.random.normal` on TensorFlow is `tf.random.stateless_normal`

@@ -26,6 +26,7 @@ probes a model with `hasattr`. A new model overrides what it offers:
 """
 
 import collections
+import contextlib
 import math
 
 import keras
@@ -329,6 +330,25 @@ class GenerativeModel(keras.Model):
         if int(labels.max()) >= self.num_classes:
             return int(labels.max())
         return None
+
+    # === Adding state to a built model ===
+
+    @contextlib.contextmanager
+    def adding_state(self):
+        """Adds layers or weights to a model its parent's `__init__` already built and locked.
+
+        As Keras' own `quantize` does: the tracker is unlocked for the block, and on PyTorch the
+        model's torch parameters are registered again afterwards (Keras registered them when the
+        model was built; weights added later would be left out of `parameters()`, so `zero_grad`
+        would never clear their gradients). Layers whose sub-layers build in `__init__` should
+        create them under their own `keras.name_scope`, so that no two weights share a path.
+        """
+        self._tracker.unlock()
+        try:
+            yield
+        finally:
+            self._tracker.lock()
+        backend.track_variables(self)
 
     # === Compiled helpers ===
 

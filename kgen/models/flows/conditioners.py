@@ -204,17 +204,21 @@ class MADEConditioner(layers.Layer):
         self.activation = activation
         self.context_dim = int(context_dim)
         masks = made_masks(made_degrees(self.event_size, self.hidden_units), self.num_params)
-        self.masked = [
-            FlowMaskedDense(m.shape[1], m, activation=activation, name=f"masked_{i}")
-            for i, m in enumerate(masks[:-1])
-        ]
-        self.masked.append(FlowMaskedDense(masks[-1].shape[1], masks[-1], kernel_initializer=_output_init(),
-                                           name="masked_out"))
-        self.context_layer = None
-        if self.context_dim:
-            first = masks[0].shape[1]
-            self.context_layer = layers.Dense(first, use_bias=False, name="context")
-            self.context_layer.build((None, self.context_dim))
+        # The sub-layers build here, outside any call: under this layer's name, so that two MADEs
+        # (an IAF's steps) never give two weights one path (PyTorch keeps a model's parameters in a
+        # dict keyed by path: a duplicate would not be trained right).
+        with keras.name_scope(self.name, caller=self):
+            self.masked = [
+                FlowMaskedDense(m.shape[1], m, activation=activation, name=f"masked_{i}")
+                for i, m in enumerate(masks[:-1])
+            ]
+            self.masked.append(FlowMaskedDense(masks[-1].shape[1], masks[-1], kernel_initializer=_output_init(),
+                                               name="masked_out"))
+            self.context_layer = None
+            if self.context_dim:
+                first = masks[0].shape[1]
+                self.context_layer = layers.Dense(first, use_bias=False, name="context")
+                self.context_layer.build((None, self.context_dim))
         self.built = True
 
     def call(self, x, context=None):

@@ -96,17 +96,13 @@ class IAFVAE(VAE):
         self.gate_bias = float(gate_bias)
 
         # === Layers ===
-        # VAE.__init__ built (and so locked) the model: add the flow's layers the way Keras'
-        # own `quantize` adds state to a built layer.
-        self._tracker.unlock()
-        try:
+        # VAE.__init__ built (and so locked) the model: add the flow's layers to it.
+        with self.adding_state():
             self.context_out = layers.Dense(self.context_dim, activation=activation, name="context_out")
             self.context_out.build((None, self._features_dim()))
             self.flow = [MADEConditioner(self.latent_dim, 2, self.flow_hidden_units, activation=activation,
                                          context_dim=self.context_dim, name=f"iaf_{t}")
                          for t in range(self.flow_steps)]
-        finally:
-            self._tracker.lock()
 
     def _features_dim(self):
         cond = self.num_classes or 0

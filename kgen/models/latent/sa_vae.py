@@ -159,12 +159,9 @@ class SAVAE(VAE):
         self.kl_warmup_steps = int(kl_warmup_steps)
         # === State ===
         # VAE.__init__ built (and so locked) the model: add the warm-up counter as IAFVAE adds its flow.
-        self._tracker.unlock()
-        try:
+        with self.adding_state():
             self.warmup_step = self.add_weight(shape=(), initializer="zeros", dtype="float32", trainable=False,
                                                name="warmup_step")
-        finally:
-            self._tracker.lock()
 
     def make_decoder(self):
         if self.decoder == "vae":

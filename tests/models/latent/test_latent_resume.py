@@ -21,15 +21,7 @@ def config(name, epochs):
     return config_lib.resolve(model=name, dataset="digits", overrides=sets)
 
 
-KNOWN = pytest.mark.xfail(
-    BACKEND == "torch", strict=True,
-    reason="known bug, PyTorch only: after a resume the first IAF step's weights (masked_0, masked_out, context_out) "
-           "end ~1e-3 from the uninterrupted run's while every other weight matches to 1e-7; the loaded weights, "
-           "optimizer slots and one step's loss and gradients equal the original's, so the difference enters in "
-           "the resumed fit loop (not found yet)")
-
-
-@pytest.mark.parametrize("name", ["autoencoder", pytest.param("iaf_vae", marks=KNOWN), "aae", "avb"])
+@pytest.mark.parametrize("name", ["autoencoder", "iaf_vae", "aae", "avb"])
 def test_a_resumed_run_matches_an_uninterrupted_one(name, tmp_path):
     if BACKEND not in api.get_entry(name).backends:
         pytest.skip(f"{name} does not run on {BACKEND}")

@@ -114,6 +114,20 @@ def test_checkpoint_stores_every_weight_its_config_builds(trained):
     assert budget.count >= sum(int(np.prod(w.shape)) for w in model.weights)
 
 
+def test_every_trainable_weight_is_a_torch_parameter(trained):
+    """Keras registers a PyTorch model's parameters when it is built, in a dict per layer keyed by
+    each weight's path: a weight added after the build, or two weights of one layer with one path,
+    are left out of `parameters()`, so `zero_grad` never clears their gradients and each step adds
+    the previous steps' (the IAF-VAE's flow steps once did both; `GenerativeModel.adding_state`)."""
+    if BACKEND != "torch":
+        pytest.skip("a PyTorch registration check")
+    _, model, run_dir, _, _ = trained
+    for m in (model, keras.saving.load_model(run_dir / "last.keras", compile=False)):
+        registered = {id(p) for p in m.parameters()}
+        missing = [w.path for w in m.trainable_weights if id(w.value) not in registered]
+        assert not missing, f"trainable weights that are not torch parameters of the model: {missing}"
+
+
 def test_sample_by_seed(trained):
     entry, model, _, _, valid = trained
     if model.supports("translate"):

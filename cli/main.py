@@ -254,22 +254,26 @@ def sample(checkpoint, model, num, seed, label, temperature, out, steps, from_da
               help="FID/KID of samples vs the split (default: only for models without a likelihood).")
 @click.option("--num-samples", type=int, default=None, help="Samples for FID/KID (default: the split's size).")
 @click.option("--ais", is_flag=True,
-              help="VAEs: add the AIS estimate of log p(x) (Wu et al. 2017); energy models: AIS beside an exact log Z.")
+              help="VAEs: add the AIS estimate of log p(x) (Wu et al. 2017; GANs: see --ais-sigma); energy models: AIS "
+                   "beside an exact log Z.")
 @click.option("--ais-chains", type=int, default=None,
               help="AIS chains (energy models' log Z: default the model's; VAEs: 16 per example).")
 @click.option("--ais-betas", type=int, default=None,
               help="AIS intermediate distributions (energy models: default the model's, 14,500 as in Salakhutdinov "
                    "& Murray 2008; VAEs: 1000, sigmoidal).")
+@click.option("--ais-sigma", type=float, default=None,
+              help="GANs (gan, dcgan, cgan, wgan_gp): AIS estimate of log p(x) under Gaussian observation noise of "
+                   "this standard deviation on [0, 1] pixels (Wu et al. 2017); pick it on --split valid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sample_metrics, num_samples, ais,
-             ais_chains, ais_betas, as_json):
+             ais_chains, ais_betas, ais_sigma, as_json):
     """Score a checkpoint: NLL (exact or bound) in nats and bits/dim; FID/KID for GANs."""
     from kgen.evaluation import evaluate_checkpoint, probe_lines, sample_metrics_lines
 
     result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, iw_samples=iw_samples,
                                  max_examples=max_examples, overrides=overrides, progress=not as_json,
                                  sample_metrics_flag=sample_metrics, num_samples=num_samples,
-                                 ais_chains=ais_chains, ais_betas=ais_betas, ais=ais)
+                                 ais_chains=ais_chains, ais_betas=ais_betas, ais=ais, ais_sigma=ais_sigma)
     if as_json:
         _echo_json(result)
         return
@@ -307,6 +311,9 @@ def evaluate(checkpoint, dataset, split, iw_samples, max_examples, overrides, sa
         click.echo(f"  AIS log p(x) ({a['chains']} chains, {a['betas']} betas, HMC accept {a['accept_rate']:.2f}): "
                    f"{a['nats']:.3f} nats +/- {a['nats_stderr']:.3f} over examples, "
                    f"+/- {a['chain_stderr']:.3f} over chains (mean per example)")
+        if "observation_std" in a:
+            click.echo(f"  (a log density of [0, 1] images under Gaussian observation noise sigma = "
+                       f"{a['observation_std']:g}: compare GANs at one sigma, not with discrete NLLs)")
 
 
 # === export ===

@@ -275,7 +275,7 @@ def _names_data(overrides):
 
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
                         overrides=(), progress=True, sample_metrics_flag=None, num_samples=None,
-                        ais_chains=None, ais_betas=None, ais=False):
+                        ais_chains=None, ais_betas=None, ais=False, ais_sigma=None):
     """Scores a checkpoint with the preprocessing it was trained with.
 
     Args:
@@ -288,6 +288,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             `latent_log_joint` (the VAEs) they, or `ais=True`, add the AIS
             estimate of log p(x) of Wu et al. 2017 (`kgen.metrics.ais`;
             defaults 16 chains, 1000 betas).
+        ais_sigma: a GAN's Gaussian observation noise (pixel values in
+            [0, 1]) for that AIS estimate (`GaussianObservation`); implies `ais`.
 
     Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
     the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
@@ -309,7 +311,20 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
                          "k = 5000 is the usual choice.")
     model = ckpt.load_model(path, compile=False)
     decoder_ais = None
+    if ais_sigma is not None:
+        if not hasattr(model, "observation_std"):
+            raise UsageError(f"--ais-sigma sets the Gaussian observation noise of a GAN's generator (gan, dcgan, "
+                             f"cgan, wgan_gp); {model.registered_name} has none to set: drop it.")
+        if isinstance(ais_sigma, bool) or not isinstance(ais_sigma, (int, float)) or not 0 < ais_sigma < 10:
+            raise UsageError(f"--ais-sigma must be a standard deviation in (0, 10) pixel units ([0, 1] images), "
+                             f"got {ais_sigma}; Wu et al. (2017) pick it on the valid split (about 0.01-0.1).")
+        model.observation_std = float(ais_sigma)
+        ais = True
     if ais or ais_chains is not None or ais_betas is not None:
+        if getattr(model, "observation_std", 0.0) is None:
+            raise UsageError(f"{model.registered_name} has no likelihood: AIS needs a Gaussian observation model "
+                             "p(x|z) = N(G(z), sigma^2 I); pass --ais-sigma S (pixel values in [0, 1]; Wu et al. "
+                             "2017 pick sigma on the valid split: score `--split valid` at a few values).")
         if model.supports("latent_log_joint"):
             decoder_ais = {"chains": 16 if ais_chains is None else ais_chains,
                            "betas": 1000 if ais_betas is None else ais_betas}
@@ -377,6 +392,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
         result.update(model.evaluate_extra(prepared, eval_config["batch_size"]))
     if model.supports("latent_codes"):  # a model with an encoder: how linearly its codes give the labels
         result["linear_probe"] = linear_probe(model, pipeline, data, prepared, eval_config["batch_size"])
+    if "ais" in result and getattr(model, "observation_std", None) is not None:
+        result["ais"]["observation_std"] = model.observation_std  # a log density of [0, 1] images, not a discrete NLL
     result.update({"model": model.registered_name, "dataset": data.name, "split": split, "checkpoint": str(path)})
     return result
 

@@ -19,6 +19,8 @@ optimizers' variables, and it saves to and loads from `.keras` files with
 both states.
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -26,7 +28,7 @@ from keras import ops
 from kgen import backend
 from kgen.backend import adversarial
 from kgen.errors import UsageError
-from kgen.models.base import GenerativeModel, interpolate_latents
+from kgen.models.base import LOG_2PI, GenerativeModel, interpolate_latents
 from kgen.optimizers import make_optimizer
 
 OUTPUT_ACTIVATIONS = ("auto", "sigmoid", "tanh", "linear")
@@ -156,6 +158,42 @@ def _fresh_optimizer(spec):
     if isinstance(spec, keras.optimizers.Optimizer):
         return spec.__class__.from_config(spec.get_config())
     return keras.optimizers.get(spec)
+
+
+# === A decoder density for AIS (Wu et al. 2017) ===
+
+
+class GaussianObservation:
+    """Mixin: a generator read as a decoder p(x|z) = N(x; G(z), sigma^2 I), for `kgen evaluate --ais-sigma`.
+
+    A GAN has no likelihood. Wu et al. (2017) give its generator one by adding Gaussian observation
+    noise of a chosen standard deviation sigma (picked on validation data) and estimate
+    log p(x) = log E_{z ~ N(0, I)} N(x; G(z), sigma^2 I) by annealed importance sampling
+    (`kgen.metrics.ais`). sigma and the density are in pixel values in [0, 1] whatever the
+    generator's output scale (a "tanh" generator's [-1, 1] images are halved), so the figures
+    are log densities of [0, 1] images: comparable across GANs at one sigma, not with the
+    discrete NLLs of likelihood models. For models whose noise is z ~ N(0, I) of `latent_dim`
+    dimensions and whose output is an image or a point: GAN, DCGAN, cGAN, WGAN-GP.
+    """
+
+    # sigma in [0, 1] pixel units; None until `kgen evaluate --ais-sigma` (or the caller) sets it.
+    observation_std = None
+
+    def latent_log_joint(self, x, z, labels=None):
+        """log p(z) (standard normal) and log N(x; G(z), sigma^2 I) per row, on the [0, 1] scale."""
+        if self.observation_std is None:
+            raise UsageError(f"{type(self).__name__} has no likelihood: set its Gaussian observation noise "
+                             "(`kgen evaluate --ais-sigma S`) to estimate log p(x) by AIS.")
+        sigma = float(self.observation_std)
+        half = 2.0 if self.output_activation == "tanh" else 1.0  # [-1, 1] outputs: the [0, 1] residual is half
+        x = ops.cast(x, "float32")
+        mean = self.generate(z, labels, training=False)
+        residual = ops.reshape(x - mean, (ops.shape(x)[0], -1)) / half
+        d = float(self.num_dims)
+        log_lik = (-0.5 * ops.sum(ops.square(residual), axis=-1) / sigma ** 2
+                   - d * math.log(sigma) - 0.5 * d * LOG_2PI)
+        log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
+        return log_prior, log_lik
 
 
 # === The model base ===

@@ -31,13 +31,13 @@ from keras import ops
 
 from kgen.errors import UsageError
 from kgen.models.adversarial import networks
-from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.adversarial.base import AdversarialModel, GaussianObservation
 from kgen.registry import register_model
 
 GAN_LOSSES = ("non_saturating", "minimax")
 
 
-class _StandardGAN(AdversarialModel):
+class _StandardGAN(GaussianObservation, AdversarialModel):
     """The cross-entropy game on MLP or convolutional players (shared by GAN, DCGAN, cGAN).
 
     A conditional model (`num_classes`) feeds the one-hot label to both

@@ -31,7 +31,7 @@ from keras import ops
 from kgen.backend import adversarial
 from kgen.errors import UsageError
 from kgen.models.adversarial import networks
-from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.adversarial.base import AdversarialModel, GaussianObservation
 from kgen.registry import register_model
 
 ARCHITECTURES = ("mlp", "conv")
@@ -39,7 +39,7 @@ ARCHITECTURES = ("mlp", "conv")
 
 @register_model("wgan_gp", family="adversarial",
                 tiny=dict(latent_dim=4, generator_filters=(8, 4), critic_filters=(4, 8)))
-class WGANGP(AdversarialModel):
+class WGANGP(GaussianObservation, AdversarialModel):
     """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017): critic, penalty on interpolates, n_critic.
 
     Args:

@@ -7,8 +7,9 @@ The issue-21 rows (Gumbel-softmax 20x10 categorical and 200 Bernoulli latents ag
 -ELBO 101.5 / 105.0; Concrete at m = 1) are each one recipe run to a budget: this script trains it
 (`--set` overrides as on the CLI), keeps the run folder (`--run-dir`: an interrupted run's checkpoints
 can be scored later with `kgen evaluate`), evaluates the last checkpoint with `kgen.evaluation`
-(ELBO and importance-weighted bound with `--iw-samples`, on `--max-examples` test images drawn at random
-with a fixed seed, 0: all 10,000) and writes `bench/results/latent_<name>.json` with the budget, the
+(ELBO and importance-weighted bound with `--iw-samples`, and whatever else `kgen evaluate` reports for
+the model, e.g. the AAE's clustering error, on `--max-examples` test images drawn at random with a
+fixed seed, 0: all 10,000) and writes `bench/results/latent_<name>.json` with the budget, the
 seconds, the backend and the machine. A run that had to be cut short is scored from its last checkpoint
 with `--evaluate-only --run-dir DIR` (same arguments): the JSON then says how many epochs it had
 (`epochs_done`, `stopped_early`).
@@ -67,10 +68,10 @@ def main():
         "benchmark": f"{args.recipe} on binarized MNIST", "recipe": f"configs/{args.recipe}", "overrides": overrides,
         "epochs_requested": args.epochs, "epochs_done": epochs_done, "stopped_early": epochs_done < args.epochs,
         "backend": keras.config.backend(), "iw_samples": args.iw_samples, "max_examples": args.max_examples,
-        "elbo_nats": result["elbo"]["nats"], "elbo_stderr": result["elbo"].get("nats_stderr"),
+        "elbo_nats": result.get("elbo", {}).get("nats"), "elbo_stderr": result.get("elbo", {}).get("nats_stderr"),
         "iw_bound_nats": result.get("iw_bound", {}).get("nats"),
         "iw_bound_stderr": result.get("iw_bound", {}).get("nats_stderr"),
-        "examples": result.get("examples"), "last_epoch_metrics": last, "run_dir": str(run_dir),
+        "examples": result.get("examples"), "evaluation": result, "last_epoch_metrics": last, "run_dir": str(run_dir),
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - start, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "command": "KGEN_DATA_DIR=../shared/data python bench/latent_recipe.py " + " ".join(
@@ -78,9 +79,9 @@ def main():
              f"--iw-samples {args.iw_samples}", f"--max-examples {args.max_examples}",
              f"--name {args.name}"]),
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, default=float))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"latent_{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"latent_{args.name}.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -87,10 +87,15 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
         raise UsageError("--steps spaces the states taken along each of --chains chains; add --chains C.")
     if chains is not None:
         states = max(1, n // chains) if isinstance(chains, (int, np.integer)) and chains > 0 else 0
-        grid = net.sample_chains(chains, states, burn_in=burn_in, every=1 if every is None else every, seed=seed)
+        grid = net.sample_chains(chains, states, burn_in=burn_in, every=1 if every is None else every, seed=seed,
+                                 labels=label)
         samples, columns = grid.reshape((-1,) + grid.shape[2:]), grid.shape[1]
+        if net.conditional:  # each chain's label on each of its states
+            labels = np.repeat(net._labels_for(chains, label), columns)
     elif burn_in is not None:
-        samples = net.sample_chains(n, 1, burn_in=burn_in, seed=seed)[:, 0]
+        samples = net.sample_chains(n, 1, burn_in=burn_in, seed=seed, labels=label)[:, 0]
+        if net.conditional:
+            labels = net._labels_for(n, label)
     elif traverse is not None:
         if interpolate is not None or code is not None:
             raise UsageError("pass one of --traverse, --interpolate or --code.")

@@ -207,8 +207,9 @@ class GenerativeModel(keras.Model):
         """Sets the annealed-importance-sampling run behind an estimated log Z (`kgen evaluate --ais-*`)."""
         raise NotImplementedError(f"{type(self).__name__} estimates no log Z by AIS.")
 
-    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
-        """A Markov-chain sampler's states: `(chains, states) + data_shape`, see `MarkovChain`."""
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256, labels=None):
+        """A Markov-chain sampler's states: `(chains, states) + data_shape`, see `MarkovChain`
+        (`labels`: one per chain, or one for all, for a conditional sampler)."""
         raise NotImplementedError(f"{type(self).__name__} does not sample by a Markov chain.")
 
     # A 2-D model whose `log_prob` is cheap draws its density beside data and samples
@@ -454,18 +455,20 @@ class MarkovChain:
 
     Mix in before `GenerativeModel`. The model's `noise_spec(n)` must give the chain's start
     first, then arrays `(n, sample_steps, ...)` holding one slice per step, and its
-    `sample_from_noise` must run as many steps as those arrays hold (the RBMs'). A chain's
-    state after t steps is then the sample of the first t slices of the same noise, so the
-    recorded states of one chain are states of one trajectory.
+    `sample_from_noise` must run as many steps as those arrays hold (the RBMs', PPGN's). A
+    chain's state after t steps is then the sample of the first t slices of the same noise, so
+    the recorded states of one chain are states of one trajectory.
     """
 
-    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256, labels=None):
         """`chains` chains from random starts; each records `states` states, after `burn_in`
-        steps (default: the model's `sample_steps`) and then every `every` steps.
+        steps (default: the model's `sample_steps`) and then every `every` steps. A conditional
+        sampler takes `labels` (one per chain, or one for all; default: cycling through the classes).
 
         Returns NumPy `(chains, states) + data_shape` (the samples' space, as `sample`).
         """
         steps = chain_schedule(chains, states, self.sample_steps if burn_in is None else burn_in, every)
+        labels = self._labels_for(int(chains), labels)
         saved = self.sample_steps
         self.sample_steps = steps[-1]
         try:
@@ -475,7 +478,11 @@ class MarkovChain:
         out = []
         for t in steps:
             noise = [start] + [a[:, :t] for a in per_step]
-            out.append(self.batched(lambda *batch: self.sample_from_noise(*batch), noise, batch_size))
+            if labels is None:
+                out.append(self.batched(lambda *batch: self.sample_from_noise(*batch), noise, batch_size))
+            else:
+                out.append(self.batched(lambda *batch: self.sample_from_noise(*batch[:-1], labels=batch[-1]),
+                                        noise + [labels], batch_size))
         return np.stack(out, axis=1)
 
 

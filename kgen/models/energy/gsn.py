@@ -378,12 +378,14 @@ class GSN(GenerativeModel):
             outs.append(self.run_chains(m, np.random.default_rng(child))[:, self.burn_in:])
         return np.concatenate(outs).reshape((-1,) + self.data_shape)[: int(n)]
 
-    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256):
+    def sample_chains(self, chains, states, burn_in=None, every=1, seed=None, batch_size=256, labels=None):
         """`chains` chains from random states, each recording `states` states: the state after
         `burn_in` steps (default `burn_in + 1`: the first state `sample` keeps), then every `every` steps.
 
         Returns NumPy `(chains, states) + data_shape`; the same seed gives the same states.
+        The GSN is unconditional: `labels` must be None.
         """
+        self._labels_for(1, labels)  # a one-line error for labels
         steps = chain_schedule(chains, states, self.burn_in + 1 if burn_in is None else burn_in, every)
         picks = np.asarray(steps) - 1  # the trajectory's index t holds the state after t + 1 steps
         outs = []

@@ -63,7 +63,7 @@ from keras import layers, ops
 from kgen import backend
 from kgen.backend.adversarial import input_gradient
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel
+from kgen.models.base import GenerativeModel, MarkovChain
 from kgen.registry import register_model
 
 # Sampler steps per compiled call of `sample` (each block's noise is drawn up front: bounded memory).
@@ -72,7 +72,7 @@ SAMPLE_BLOCK = 50
 
 @register_model("ppgn", family="energy", conditional=True,
                 tiny=dict(hidden_units=(16,), classifier_units=(16,), sample_steps=4))
-class PPGN(GenerativeModel):
+class PPGN(MarkovChain, GenerativeModel):
     """Plug & Play generative network (Nguyen et al. 2017): a DAE prior and a classifier steer a Langevin sampler.
 
     No likelihood: `kgen evaluate` reports FID/KID of samples with the split's

@@ -71,6 +71,41 @@ def test_gsn_chain_states_are_one_trajectory():
         model.sample_chains(2, 2, burn_in=0)
 
 
+def test_ppgn_chain_states_are_one_trajectory_of_its_labelled_chain(tmp_path):
+    """PPGN's sampler as a Markov chain: per chain one label, states after burn_in + k * every steps."""
+    model = kgen.build_model("ppgn", input_shape=(3, 3, 1), num_levels=17, num_classes=4, hidden_units=(8,),
+                             classifier_units=(8,), sample_steps=3)
+    grid = model.sample_chains(2, 3, burn_in=1, every=2, seed=4, labels=[3, 1])
+    assert grid.shape == (2, 3, 3, 3, 1)
+    model.sample_steps = 5
+    start, steps = model.draw_noise(2, 4)
+    model.sample_steps = 3
+    for k, t in enumerate([1, 3, 5]):
+        expected = model.sample_from_noise(start, steps[:, :t], labels=np.array([3, 1], "int32"))
+        np.testing.assert_allclose(grid[:, k], backend.to_numpy(expected), atol=1e-5)
+    other = model.sample_chains(2, 3, burn_in=1, every=2, seed=4, labels=[0, 2])
+    assert np.abs(other - grid).max() > 1e-4  # the label steers the chain (its classifier's gradient)
+    with pytest.raises(UsageError, match="labels must lie"):
+        model.sample_chains(2, 1, burn_in=1, labels=7)
+    # `kgen sample --chains 2 -n 6 --label 2`: 2 chains of 3 states, labelled 2
+    path = tmp_path / "ppgn.keras"
+    checkpoint.save_checkpoint(model, path, {"config": config_lib.resolve(model="ppgn", dataset="digits")})
+    out = tmp_path / "chains.npz"
+    result = CliRunner().invoke(main, ["sample", "--checkpoint", str(path), "-n", "6", "--chains", "2",
+                                       "--burn-in", "2", "--label", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as f:
+        assert f["x"].shape == (6, 3, 3, 1) and list(f["y"]) == [2] * 6
+
+
+def test_unconditional_chains_refuse_labels():
+    with pytest.raises(UsageError, match="not conditional"):
+        build("rbm").sample_chains(2, 1, burn_in=1, labels=1)
+    gsn = kgen.build_model("gsn", input_shape=(4,), num_levels=2, hidden_units=(8,))
+    with pytest.raises(UsageError, match="not conditional"):
+        gsn.sample_chains(2, 1, burn_in=1, labels=1)
+
+
 def test_dbm_evaluate_reports_ais_beside_exact_log_z():
     model = kgen.build_model("dbm", input_shape=(6, 1, 1), num_levels=2, hidden_units=(4, 3))
     rng = np.random.default_rng(1)

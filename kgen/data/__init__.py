@@ -10,6 +10,7 @@ import functools
 import pathlib
 
 from kgen.data import loaders, multi_digits, sequences, toy2d, translation
+from kgen.data import bouncing
 from kgen.data.dataset import Dataset, from_array, validate_array
 from kgen.errors import UsageError, did_you_mean
 
@@ -31,6 +32,7 @@ DATASETS["seqgan_oracle"] = (sequences.load_seqgan_oracle,
 DATASETS["text"] = (sequences.load_text, "character or word windows of a UTF-8 file or folder (data.path; "
                     "default: the bundled corpus), vocabulary from the train split")
 DATASETS.update(multi_digits.DATASETS)
+DATASETS.update(bouncing.DATASETS)
 for _name in toy2d.GENERATORS:
     DATASETS[_name] = (functools.partial(loaders.load_toy, _name), f"toy 2-D density '{_name}' (generated)")
 

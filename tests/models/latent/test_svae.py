@@ -283,3 +283,10 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     for a, b in zip(full.weights, resumed.weights):
         np.testing.assert_allclose(np_(a), np_(b), rtol=1e-5, atol=1e-6, err_msg=a.path)
     np.testing.assert_array_equal(checkpoint.seed_states(full), checkpoint.seed_states(resumed))
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(bouncing).failed == 0
+    assert doctest.testmod(svae).failed == 0

@@ -2,6 +2,7 @@
 save/load and resume."""
 
 import itertools
+import types
 
 import keras
 import numpy as np
@@ -181,6 +182,10 @@ def test_save_load_and_resume_match_an_uninterrupted_run(tmp_path):
     loaded = keras.saving.load_model(run_dir / "last.keras")
     x = _targets()[:4]
     np.testing.assert_array_equal(loaded.reconstruct(x, seed=3), full.reconstruct(x, seed=3))
+    extra = loaded.evaluate_extra(types.SimpleNamespace(x=x))  # what `kgen evaluate` adds
+    want = np.mean(np.sum((loaded.reconstruct(x, seed=0) - x) ** 2, axis=(1, 2, 3)))
+    assert extra["recon_error"] == pytest.approx(want, rel=1e-5)
+    assert extra["recon_error_blank"] == pytest.approx(np.mean(np.sum(x ** 2, axis=(1, 2, 3))), rel=1e-5)
     keras.utils.set_random_seed(0)
     kgen.train(tiny_config(1), run_dir=tmp_path / "part", verbose=0)
     resumed, _, _ = kgen.train(run_dir=tmp_path / "part", resume=True, epochs=2, verbose=0)

@@ -48,6 +48,8 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     index order when there are none), each swept over STEPS values from -span to span
     prior standard deviations around the code of a test example (`seed` picks which;
     the prior's centre without data); the `.npz` gets the row dimensions as `dims`.
+    A painting agent (SPIRAL, `sample_strokes`) writes each sample as a strip of its canvas
+    after every stroke (.png), or the final canvases as `x` and the sequences as `strokes` (.npz).
     Markov-chain samplers (`sample_chains`): `burn_in` sets the steps before a state is
     taken (default: the model's `sample_steps`); `chains=C` writes a chain-progress grid
     instead, C chains in rows, each with `n // C` states in columns taken `every` steps
@@ -107,7 +109,13 @@ def sample_to_file(checkpoint=None, model=None, n=64, seed=None, label=None, tem
     else:
         if from_data:
             raise UsageError("--from-data chooses the ends of --interpolate walks; add --interpolate STEPS.")
-        samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
+        if hasattr(net, "sample_strokes"):  # a painting agent (SPIRAL): each sample with its strokes
+            strokes = net.sample_strokes(n, seed=seed)
+            samples, extra["strokes"] = strokes[:, -1], strokes
+            if out.suffix == ".png":  # a strip a sample: its canvas after each stroke, the last one the sample
+                samples, columns = strokes.reshape((-1,) + strokes.shape[2:]), strokes.shape[1]
+        else:
+            samples = net.sample(n, seed=seed, labels=labels, temperature=temperature)
     with replacing_file(out) as tmp:
         if out.suffix == ".npz":
             if labels is not None:

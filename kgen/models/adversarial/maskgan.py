@@ -11,7 +11,8 @@ samples x^_t ~ G(. | x^_<t, m(x)). The discriminator has the same architecture:
 its decoder reads the filled sequence and outputs, per token, the probability
 D_t = D(x^_t real | x^_<=t, m(x)). The critic (the value baseline b_t) is a
 linear head on the discriminator decoder's state before it reads x^_t (its
-input held constant), so b_t depends on x^_<t only.
+input held constant), so b_t depends on x^_<t only; the head predicts one
+token's reward, scaled by the discounted count of missing tokens left.
 
 The estimator is REINFORCE with a learned baseline (the paper's eq. 6-7): at
 filled positions the reward is r_t = log D_t (0 where visible), the return
@@ -24,7 +25,11 @@ R_t = sum_{s>=t} gamma^(s-t) r_s, and with A_t = R_t - b_t held constant
 (l the discriminator's logits; a constant A makes the actor's gradient A times
 the likelihood gradient of the filled tokens, tested). The generator is first
 trained by maximum likelihood on in-filling (teacher forcing: the masked-token
-NLL) for `pretrain_epochs`, then `adversarial_epochs` follow; each adversarial
+NLL) for `pretrain_epochs` (the discriminator and critic meanwhile learn to
+judge its fills, one update a batch, so the actor starts against a trained
+discriminator and a fitted baseline: with b = 0 every advantage is negative
+and the actor pushes down whatever it samples), then `adversarial_epochs`
+follow; each adversarial
 step fills the batch, makes `d_steps` updates of the discriminator and critic
 (one optimizer: the critic's head and the discriminator's body take disjoint
 gradients) and one actor update, whose rewards and baselines are those the
@@ -45,10 +50,13 @@ given masks; `sample(prompt=...)` keeps a prompt's tokens at the start.
 The phases switch as in SeqGAN: the phase is fixed per `fit` call (`fit`
 splits a call that spans both), from the epoch it starts at.
 
-Paper-size settings (PTB / IMDB words, seq_len 40): 2-layer LSTMs of 650
-units with attention, dropout 0.5, mask_rate 0.5 contiguous ("in-filling"),
-gamma 0.99, generator Adam 5e-4, discriminator 5e-3 ... here one layer of
-`hidden_dim` units and a small char-level recipe.
+Paper-size settings (the official code's IMDB launch example, words,
+sequence_length 20, batch 128): 2-layer seq2seq LSTMs of 650 units with
+variational dropout and Luong attention for both players, shared embeddings,
+is_present_rate 0.5 (mask_rate 0.5), discount about 0.88, Adam at about
+1.7e-3 (generator), 6e-5 (discriminator, 8 updates a step: `d_steps = 8`)
+and 1e-3 (critic), after MLE pretraining; kgen's recipe is one 64-unit
+layer on 24-character windows for a one-minute run.
 
 #### References
 
@@ -181,6 +189,10 @@ class MaskGAN(AdversarialModel):
         d_steps: discriminator (and critic) updates per adversarial step.
         discriminator_learning_rate: the discriminator's and critic's Adam
             rate; the generator's is `train.learning_rate`.
+        actor_learning_rate: the generator's rate from the first adversarial
+            epoch on (set on its optimizer when the phase begins; None keeps
+            `train.learning_rate`). REINFORCE steps at the MLE rate wreck a
+            pretrained filler within an epoch (measured: bench/maskgan_text.py).
 
     Example:
 
@@ -201,7 +213,8 @@ class MaskGAN(AdversarialModel):
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, vocabulary=None, embedding_dim=32,
                  hidden_dim=64, discriminator_hidden_dim=64, mask_strategy="contiguous", mask_rate=0.5, gamma=0.99,
-                 pretrain_epochs=10, adversarial_epochs=5, d_steps=1, discriminator_learning_rate=1e-3, **kwargs):
+                 pretrain_epochs=10, adversarial_epochs=5, d_steps=1, discriminator_learning_rate=1e-3,
+                 actor_learning_rate=None, **kwargs):
         kwargs.pop("latent_dim", None)
         kwargs.pop("output_activation", None)
         if num_classes is not None:
@@ -232,12 +245,14 @@ class MaskGAN(AdversarialModel):
         self.pretrain_epochs, self.adversarial_epochs = int(pretrain_epochs), int(adversarial_epochs)
         self.d_steps = int(d_steps)
         self.discriminator_learning_rate = float(discriminator_learning_rate)
+        self.actor_learning_rate = None if actor_learning_rate is None else float(actor_learning_rate)
         # === Networks ===
         self.generator = Seq2SeqLSTM(self.vocab_size, self.vocab_size, self.embedding_dim, self.hidden_dim,
                                      name="generator")
         self.discriminator = Seq2SeqLSTM(self.vocab_size, 1, self.embedding_dim, self.discriminator_hidden_dim,
                                          name="discriminator")
-        self.critic = keras.layers.Dense(1, name="critic")
+        self.critic = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(-np.log(2.0)),
+                                         name="critic")
         self.critic.build((None, self.discriminator_hidden_dim))
         self._phase = None
         self.built = True
@@ -252,6 +267,7 @@ class MaskGAN(AdversarialModel):
             "mask_rate": self.mask_rate, "gamma": self.gamma, "pretrain_epochs": self.pretrain_epochs,
             "adversarial_epochs": self.adversarial_epochs, "d_steps": self.d_steps,
             "discriminator_learning_rate": self.discriminator_learning_rate,
+            "actor_learning_rate": self.actor_learning_rate,
         })
         return config
 
@@ -380,9 +396,12 @@ class MaskGAN(AdversarialModel):
             logits.append(logit[:, 0])
         return ops.stack(logits, axis=1), ops.stack(states, axis=1)
 
-    def baselines(self, states):
-        """The critic's value estimate b_t from the discriminator's states (held constant), (B, T)."""
-        return self.critic(ops.stop_gradient(states))[..., 0]
+    def baselines(self, states, mask):
+        """The critic's value estimate b_t (B, T): a per-token reward v_t, from a linear head on the
+        discriminator's states (held constant), times the discounted count of missing tokens from t on
+        (known from the mask), so the head works at the scale of one reward (it starts at log 1/2)."""
+        per_token = self.critic(ops.stop_gradient(states))[..., 0]
+        return per_token * discounted_returns(mask, self.gamma)
 
     def rewards(self, logits, mask):
         """r_t = log D(x^_t) where missing, 0 where visible."""
@@ -410,6 +429,8 @@ class MaskGAN(AdversarialModel):
         """Switches the compiled training step to `phase`."""
         if phase not in PHASES:
             raise UsageError(f'unknown MaskGAN phase "{phase}"; choose one of {", ".join(PHASES)}.')
+        if phase == "adversarial" and self.actor_learning_rate is not None and self.optimizer is not None:
+            self.optimizer.generator_optimizer.learning_rate.assign(self.actor_learning_rate)
         if phase != self._phase:
             self._phase = phase
             self.train_function = None  # traced again for the new phase
@@ -433,6 +454,24 @@ class MaskGAN(AdversarialModel):
 
     # === Steps ===
 
+    def _update_discriminator_and_critic(self, real, fake, mask, d_vars):
+        """One update of the discriminator (cross-entropy) and the critic (squared error of the returns
+        of the fill's rewards): their logs, with the rewards and advantages of the fill."""
+        def d_loss_fn():
+            real_logits, _ = self.discriminate(real, mask)
+            fake_logits, states = self.discriminate(fake, mask)
+            d_loss = self.masked_mean(ops.softplus(-real_logits) + ops.softplus(fake_logits), mask)
+            rewards = ops.stop_gradient(self.rewards(fake_logits, mask))
+            returns = discounted_returns(rewards, self.gamma)
+            baselines = self.baselines(states, mask)
+            c_loss = self.critic_loss(returns, baselines, mask)
+            return d_loss + c_loss, {"d_loss": d_loss, "critic_loss": c_loss, "rewards": rewards,
+                                     "advantages": ops.stop_gradient(returns - baselines)}
+
+        (_, d_logs), grads = adversarial.value_and_grad(d_loss_fn, d_vars, has_aux=True)
+        adversarial.apply_gradients(self.optimizer.discriminator_optimizer, grads, d_vars)
+        return d_logs
+
     def adversarial_step(self, data):
         real, _ = self.unpack_batch(data)
         batch = ops.shape(real)[0]
@@ -446,23 +485,16 @@ class MaskGAN(AdversarialModel):
             nll, grads = adversarial.value_and_grad(lambda: self.mle_loss(real, mask), g_vars)
             adversarial.apply_gradients(opt.generator_optimizer, grads, g_vars)
             logs.update(g_loss=nll, nll=nll)
+            if self.adversarial_epochs > 0:  # the discriminator and critic learn the MLE filler's fills
+                with adversarial.no_grad():
+                    fake = ops.stop_gradient(self.fill(real, mask, self._uniforms(batch)))
+                d_logs = self._update_discriminator_and_critic(real, fake, mask, d_vars)
+                logs.update(d_loss=d_logs["d_loss"], critic_loss=d_logs["critic_loss"])
         else:
             with adversarial.no_grad():
                 fake = ops.stop_gradient(self.fill(real, mask, self._uniforms(batch)))
             for _ in range(self.d_steps):
-                def d_loss_fn():
-                    real_logits, _ = self.discriminate(real, mask)
-                    fake_logits, states = self.discriminate(fake, mask)
-                    d_loss = self.masked_mean(ops.softplus(-real_logits) + ops.softplus(fake_logits), mask)
-                    rewards = ops.stop_gradient(self.rewards(fake_logits, mask))
-                    returns = discounted_returns(rewards, self.gamma)
-                    baselines = self.baselines(states)
-                    c_loss = self.critic_loss(returns, baselines, mask)
-                    return d_loss + c_loss, {"d_loss": d_loss, "critic_loss": c_loss, "rewards": rewards,
-                                             "advantages": ops.stop_gradient(returns - baselines)}
-
-                (_, d_logs), grads = adversarial.value_and_grad(d_loss_fn, d_vars, has_aux=True)
-                adversarial.apply_gradients(opt.discriminator_optimizer, grads, d_vars)
+                d_logs = self._update_discriminator_and_critic(real, fake, mask, d_vars)
             # The actor's rewards and baselines: the discriminator and critic as they judged this fill.
             rewards, advantages = d_logs.pop("rewards"), d_logs.pop("advantages")
             g_loss, grads = adversarial.value_and_grad(lambda: self.actor_loss(fake, mask, advantages), g_vars)

@@ -196,6 +196,35 @@ class GaussianObservation:
         return log_prior, log_lik
 
 
+# === The sequence GANs' two learning rates ===
+
+
+class DiscriminatorRate:
+    """Mixin (SeqGAN, MaskGAN): the generator trains with the recipe's optimizer (`train.learning_rate`,
+    `train.clipnorm`), the discriminator with the same optimizer at the model's
+    `discriminator_learning_rate`, unclipped; both at constant rates."""
+
+    def compile_for_training(self, train_config, steps_per_epoch=None):
+        if train_config.get("lr_schedule", "constant") != "constant":
+            raise UsageError(f"{type(self).__name__} trains at constant learning rates; remove train.lr_schedule "
+                             '(or "constant").')
+        d_config = dict(train_config, learning_rate=self.discriminator_learning_rate, clipnorm=0.0)
+        self.compile(discriminator_optimizer=make_optimizer(d_config, defaults=self.optimizer_defaults),
+                     generator_optimizer=make_optimizer(train_config, defaults=self.optimizer_defaults),
+                     steps_per_execution=backend.steps_per_execution(train_config.get("steps_per_execution", 1)))
+
+    def default_optimizer(self):
+        return keras.optimizers.Adam(**self.optimizer_defaults)
+
+    def compile(self, optimizer=None, discriminator_optimizer=None, generator_optimizer=None, **kwargs):
+        """As `AdversarialModel.compile`; by default Adam(`optimizer_defaults`) for G and
+        Adam(`discriminator_learning_rate`) for D."""
+        if optimizer is None and discriminator_optimizer is None:
+            discriminator_optimizer = keras.optimizers.Adam(self.discriminator_learning_rate)
+        super().compile(optimizer=optimizer, discriminator_optimizer=discriminator_optimizer,
+                        generator_optimizer=generator_optimizer, **kwargs)
+
+
 # === The model base ===
 
 

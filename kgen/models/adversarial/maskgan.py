@@ -72,9 +72,8 @@ from keras import ops
 
 from kgen.backend import adversarial
 from kgen.errors import DataError, UsageError
-from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.adversarial.base import AdversarialModel, DiscriminatorRate
 from kgen.models.base import GenerativeModel
-from kgen.optimizers import make_optimizer
 from kgen.registry import register_layer, register_model
 
 PHASES = ("mle", "adversarial")
@@ -162,7 +161,7 @@ def discounted_returns(rewards, gamma):
 
 @register_model("maskgan", family="adversarial", tiny_dataset="text",
                 tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_hidden_dim=8))
-class MaskGAN(AdversarialModel):
+class MaskGAN(DiscriminatorRate, AdversarialModel):
     """MaskGAN (Fedus et al. 2018): a seq2seq in-filling generator trained by actor-critic against a
     per-token discriminator.
 
@@ -523,29 +522,7 @@ class MaskGAN(AdversarialModel):
                 self._loss_tracker.update_state(logs["nll"])
             return {m.name: m.result() for m in self.metrics}
 
-    # === Compile ===
-
-    def compile_for_training(self, train_config, steps_per_epoch=None):
-        """The generator gets the recipe's optimizer (`train.learning_rate`, `train.clipnorm`); the
-        discriminator and critic the same optimizer at `discriminator_learning_rate`, without clipping."""
-        if train_config.get("lr_schedule", "constant") != "constant":
-            raise UsageError('MaskGAN trains at constant learning rates; remove train.lr_schedule (or "constant").')
-        from kgen import backend
-
-        d_config = dict(train_config, learning_rate=self.discriminator_learning_rate, clipnorm=0.0)
-        self.compile(discriminator_optimizer=make_optimizer(d_config, defaults=self.optimizer_defaults),
-                     generator_optimizer=make_optimizer(train_config, defaults=self.optimizer_defaults),
-                     steps_per_execution=backend.steps_per_execution(train_config.get("steps_per_execution", 1)))
-
-    def default_optimizer(self):
-        return keras.optimizers.Adam(**self.optimizer_defaults)
-
-    def compile(self, optimizer=None, discriminator_optimizer=None, generator_optimizer=None, **kwargs):
-        """As `AdversarialModel.compile`; by default Adam(0.005) for G, Adam(`discriminator_learning_rate`) for D."""
-        if optimizer is None and discriminator_optimizer is None:
-            discriminator_optimizer = keras.optimizers.Adam(self.discriminator_learning_rate)
-        super().compile(optimizer=optimizer, discriminator_optimizer=discriminator_optimizer,
-                        generator_optimizer=generator_optimizer, **kwargs)
+    # Compile: `DiscriminatorRate` (G at the recipe's rate, D at `discriminator_learning_rate`).
 
     # === Sampling, in-filling, likelihood ===
 

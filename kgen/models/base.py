@@ -486,6 +486,31 @@ class MarkovChain:
         return np.stack(out, axis=1)
 
 
+class PhasedFit:
+    """`fit` split into one Keras `fit` call per training phase (SeqGAN, MaskGAN, latent constraints, DBM).
+
+    Mix in before the model's base class. The model gives `phase_at(epoch)`, the phase of a 0-based
+    epoch, and `set_phase(phase)`, which switches its compiled step; each call covers the run of
+    epochs that share a phase, so a resumed run enters the right phase at any epoch.
+    """
+
+    def fit(self, x=None, y=None, epochs=1, initial_epoch=0, **kwargs):
+        """`keras.Model.fit`, split into one call per training phase."""
+        epochs, start = int(epochs), int(initial_epoch)
+        if start >= epochs:
+            return super().fit(x, y, epochs=epochs, initial_epoch=start, **kwargs)
+        history = None
+        while start < epochs:
+            phase = self.phase_at(start)
+            end = start + 1
+            while end < epochs and self.phase_at(end) == phase:
+                end += 1
+            self.set_phase(phase)
+            history = super().fit(x, y, epochs=end, initial_epoch=start, **kwargs)
+            start = end
+        return history
+
+
 # === Latent walks (every family with a latent space) ===
 
 

@@ -27,7 +27,7 @@ from keras import ops
 
 from kgen import backend
 from kgen.backend import adversarial
-from kgen.errors import UsageError
+from kgen.errors import DataError, UsageError
 from kgen.models.base import LOG_2PI, GenerativeModel, interpolate_latents
 from kgen.optimizers import make_optimizer
 
@@ -194,6 +194,51 @@ class GaussianObservation:
                    - d * math.log(sigma) - 0.5 * d * LOG_2PI)
         log_prior = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
         return log_prior, log_lik
+
+
+# === Token sequences (SeqGAN, MaskGAN, FBGAN) ===
+
+
+class TokenSequences:
+    """Mixin: token-sequence data and the vocabulary the model stores (`self.vocabulary`, a
+    `Vocabulary` config or None) for models over `vocab_size` tokens."""
+
+    # What the wrong-data error suggests.
+    sequence_data_hint = "text"
+
+    def check_data(self, data):
+        if data.kind != "sequence":
+            raise DataError(f"{data.name}: {type(self).__name__} models token sequences, not {data.kind} data; "
+                            f"use {self.sequence_data_hint}.")
+        super().check_data(data)
+        if data.num_levels != self.vocab_size:
+            raise DataError(f"{data.name}: a vocabulary of {data.num_levels} tokens, the model has "
+                            f"{self.vocab_size}; train a new model on this data set.")
+        vocab = getattr(data, "vocabulary", None)
+        if vocab is not None and self.vocabulary is not None and list(vocab.tokens) != list(self.vocabulary["tokens"]):
+            raise DataError(f"{data.name}: its vocabulary differs from the one the model was trained with "
+                            "(another text or data.tokens / data.seq_len / split); use the same data.")
+
+    def unpack_batch(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, (tuple, list)):
+            x = x[0]
+        return ops.cast(x, "int32"), None
+
+    def decode_sequences(self, tokens):
+        """Token ids (N, T) -> one string per sequence: text through the stored vocabulary, else the ids."""
+        return decode_tokens(tokens, self.vocabulary)
+
+
+def decode_tokens(tokens, vocabulary):
+    """Token ids (N, T) -> one string per sequence: text through `vocabulary` (a config), else the ids."""
+    tokens = np.asarray(tokens).reshape(len(tokens), -1)
+    if vocabulary is None:
+        return [" ".join(str(int(t)) for t in row) for row in tokens]
+    from kgen.data.sequences import Vocabulary
+
+    vocab = Vocabulary.from_config(vocabulary)
+    return [vocab.decode(row) for row in tokens]
 
 
 # === The sequence GANs' two learning rates ===

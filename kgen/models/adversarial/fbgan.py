@@ -59,7 +59,7 @@ from keras import ops
 
 from kgen.backend import adversarial
 from kgen.errors import DataError, UsageError
-from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.adversarial.base import AdversarialModel, decode_tokens
 from kgen.models.base import GenerativeModel
 from kgen.registry import register_layer, register_model
 
@@ -335,13 +335,7 @@ class FBGAN(AdversarialModel):
 
     def decode_sequences(self, tokens):
         """Token ids (N, T) -> one string per sequence: text through the stored vocabulary, else the ids."""
-        tokens = np.asarray(tokens).reshape(len(tokens), -1)
-        if self.vocabulary is None:
-            return [" ".join(str(int(t)) for t in row) for row in tokens]
-        from kgen.data.sequences import Vocabulary
-
-        vocab = Vocabulary.from_config(self.vocabulary)
-        return [vocab.decode(row) for row in tokens]
+        return decode_tokens(tokens, self.vocabulary)
 
     # === Networks ===
 

@@ -72,8 +72,8 @@ from keras import ops
 
 from kgen.backend import adversarial
 from kgen.errors import DataError, UsageError
-from kgen.models.adversarial.base import AdversarialModel, DiscriminatorRate
-from kgen.models.base import GenerativeModel
+from kgen.models.adversarial.base import AdversarialModel, DiscriminatorRate, TokenSequences
+from kgen.models.base import GenerativeModel, PhasedFit
 from kgen.registry import register_layer, register_model
 
 PHASES = ("mle", "adversarial")
@@ -161,7 +161,7 @@ def discounted_returns(rewards, gamma):
 
 @register_model("maskgan", family="adversarial", tiny_dataset="text",
                 tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_hidden_dim=8))
-class MaskGAN(DiscriminatorRate, AdversarialModel):
+class MaskGAN(PhasedFit, TokenSequences, DiscriminatorRate, AdversarialModel):
     """MaskGAN (Fedus et al. 2018): a seq2seq in-filling generator trained by actor-critic against a
     per-token discriminator.
 
@@ -277,35 +277,7 @@ class MaskGAN(DiscriminatorRate, AdversarialModel):
         """The discriminator's body and the critic's head: one optimizer, disjoint gradients."""
         return list(self.discriminator.trainable_variables) + list(self.critic.trainable_variables)
 
-    # === Data ===
-
-    def check_data(self, data):
-        if data.kind != "sequence":
-            raise DataError(f"{data.name}: MaskGAN models token sequences, not {data.kind} data; use text.")
-        super().check_data(data)
-        if data.num_levels != self.vocab_size:
-            raise DataError(f"{data.name}: a vocabulary of {data.num_levels} tokens, the model has "
-                            f"{self.vocab_size}; train a new model on this data set.")
-        vocab = getattr(data, "vocabulary", None)
-        if vocab is not None and self.vocabulary is not None and list(vocab.tokens) != list(self.vocabulary["tokens"]):
-            raise DataError(f"{data.name}: its vocabulary differs from the one the model was trained with "
-                            "(another text or data.tokens / data.seq_len / split); use the same data.")
-
-    def unpack_batch(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, (tuple, list)):
-            x = x[0]
-        return ops.cast(x, "int32"), None
-
-    def decode_sequences(self, tokens):
-        """Token ids (N, T) -> one string per sequence: text through the stored vocabulary, else the ids."""
-        tokens = np.asarray(tokens).reshape(len(tokens), -1)
-        if self.vocabulary is None:
-            return [" ".join(str(int(t)) for t in row) for row in tokens]
-        from kgen.data.sequences import Vocabulary
-
-        vocab = Vocabulary.from_config(self.vocabulary)
-        return [vocab.decode(row) for row in tokens]
+    # Data: `TokenSequences` (sequence data, the stored vocabulary, decoding).
 
     # === Masks ===
 
@@ -434,22 +406,6 @@ class MaskGAN(DiscriminatorRate, AdversarialModel):
             self._phase = phase
             self.train_function = None  # traced again for the new phase
             self.test_function = None
-
-    def fit(self, x=None, y=None, epochs=1, initial_epoch=0, **kwargs):
-        """`keras.Model.fit`, split into one call per training phase (see the class docstring)."""
-        epochs, start = int(epochs), int(initial_epoch)
-        if start >= epochs:
-            return super().fit(x, y, epochs=epochs, initial_epoch=start, **kwargs)
-        history = None
-        while start < epochs:
-            phase = self.phase_at(start)
-            end = start + 1
-            while end < epochs and self.phase_at(end) == phase:
-                end += 1
-            self.set_phase(phase)
-            history = super().fit(x, y, epochs=end, initial_epoch=start, **kwargs)
-            start = end
-        return history
 
     # === Steps ===
 

@@ -60,8 +60,8 @@ from keras import ops
 
 from kgen.backend import adversarial
 from kgen.errors import DataError, UsageError
-from kgen.models.adversarial.base import AdversarialModel, DiscriminatorRate
-from kgen.models.base import GenerativeModel
+from kgen.models.adversarial.base import AdversarialModel, DiscriminatorRate, TokenSequences
+from kgen.models.base import GenerativeModel, PhasedFit
 from kgen.registry import register_layer, register_model
 
 # The paper's discriminator for the synthetic data (its appendix / official code).
@@ -175,7 +175,7 @@ class SequenceCNN(keras.layers.Layer):
 @register_model("seqgan", family="adversarial", tiny_dataset="text",
                 tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_embedding_dim=8, filter_sizes=(2, 3),
                           num_filters=(4, 4), rollouts=2))
-class SeqGAN(DiscriminatorRate, AdversarialModel):
+class SeqGAN(PhasedFit, TokenSequences, DiscriminatorRate, AdversarialModel):
     """SeqGAN (Yu et al. 2017): an LSTM generator trained by policy gradient with Monte Carlo roll-outs.
 
     Logs `loss` (the generator's per-token NLL of the data batch, nats),
@@ -221,6 +221,7 @@ class SeqGAN(DiscriminatorRate, AdversarialModel):
 
     metric_names = ("d_loss", "g_loss", "nll", "reward")
     optimizer_defaults = {"learning_rate": 0.01}
+    sequence_data_hint = "seqgan_oracle or text"
     log_prob_kind = "exact"
 
     def __init__(self, input_shape, num_levels=None, num_classes=None, vocabulary=None, embedding_dim=32,
@@ -298,36 +299,7 @@ class SeqGAN(DiscriminatorRate, AdversarialModel):
     # Not a latent-variable GAN: no latent walks (the protocol's defaults, so supports() says no).
     interpolate = GenerativeModel.interpolate
 
-    # === Data ===
-
-    def check_data(self, data):
-        if data.kind != "sequence":
-            raise DataError(f"{data.name}: SeqGAN models token sequences, not {data.kind} data; use "
-                            "seqgan_oracle or text.")
-        super().check_data(data)
-        if data.num_levels != self.vocab_size:
-            raise DataError(f"{data.name}: a vocabulary of {data.num_levels} tokens, the model has "
-                            f"{self.vocab_size}; train a new model on this data set.")
-        vocab = getattr(data, "vocabulary", None)
-        if vocab is not None and self.vocabulary is not None and list(vocab.tokens) != list(self.vocabulary["tokens"]):
-            raise DataError(f"{data.name}: its vocabulary differs from the one the model was trained with "
-                            "(another text or data.tokens / data.seq_len / split); use the same data.")
-
-    def unpack_batch(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, (tuple, list)):
-            x = x[0]
-        return ops.cast(x, "int32"), None
-
-    def decode_sequences(self, tokens):
-        """Token ids (N, T) -> one string per sequence: text through the stored vocabulary, else the ids."""
-        tokens = np.asarray(tokens).reshape(len(tokens), -1)
-        if self.vocabulary is None:
-            return [" ".join(str(int(t)) for t in row) for row in tokens]
-        from kgen.data.sequences import Vocabulary
-
-        vocab = Vocabulary.from_config(self.vocabulary)
-        return [vocab.decode(row) for row in tokens]
+    # Data: `TokenSequences` (sequence data, the stored vocabulary, decoding).
 
     # === The generator ===
 
@@ -460,22 +432,6 @@ class SeqGAN(DiscriminatorRate, AdversarialModel):
             self._phase = phase
             self.train_function = None  # traced again for the new phase
             self.test_function = None
-
-    def fit(self, x=None, y=None, epochs=1, initial_epoch=0, **kwargs):
-        """`keras.Model.fit`, split into one call per training phase (see the class docstring)."""
-        epochs, start = int(epochs), int(initial_epoch)
-        if start >= epochs:
-            return super().fit(x, y, epochs=epochs, initial_epoch=start, **kwargs)
-        history = None
-        while start < epochs:
-            phase = self.phase_at(start)
-            end = start + 1
-            while end < epochs and self.phase_at(end) == phase:
-                end += 1
-            self.set_phase(phase)
-            history = super().fit(x, y, epochs=end, initial_epoch=start, **kwargs)
-            start = end
-        return history
 
     # === Steps ===
 

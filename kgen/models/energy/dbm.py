@@ -92,7 +92,7 @@ from keras import ops
 
 from kgen import backend
 from kgen.errors import DataError, UsageError
-from kgen.models.base import GenerativeModel, MarkovChain
+from kgen.models.base import GenerativeModel, MarkovChain, PhasedFit
 from kgen.models.energy.rbm import AIS_CHUNK, AISLogPartition, ENUMERATION_CHUNK, _bernoulli, _bits, ais_result, ais_schedule
 from kgen.registry import register_model
 
@@ -369,7 +369,7 @@ PHASE_JOINT = "joint"
 @register_model("dbm", family="energy",
                 tiny=dict(hidden_units=(12, 8), persistent_chains=16, sample_steps=20, mean_field_steps=5,
                           eval_mean_field_steps=10, pretrain_epochs=0))
-class DBM(AISLogPartition, MarkovChain, GenerativeModel):
+class DBM(PhasedFit, AISLogPartition, MarkovChain, GenerativeModel):
     """Deep Boltzmann machine (Salakhutdinov & Hinton 2009): mean-field and persistent chains, AIS bound.
 
     Binary data only (a recipe on grey levels sets `data.binarize`). `log_prob` is the mean-field
@@ -576,22 +576,6 @@ class DBM(AISLogPartition, MarkovChain, GenerativeModel):
         for slot in optimizer.variables:
             if slot.name.startswith(prefixes):
                 slot.assign(ops.zeros(slot.shape, slot.dtype))
-
-    def fit(self, x=None, y=None, epochs=1, initial_epoch=0, **kwargs):
-        """`keras.Model.fit`, one call per training phase (pretraining RBMs, then joint training)."""
-        epochs, start = int(epochs), int(initial_epoch)
-        if start >= epochs:
-            return super().fit(x, y, epochs=epochs, initial_epoch=start, **kwargs)
-        history = None
-        while start < epochs:
-            phase = self.phase_at(start)
-            end = start + 1
-            while end < epochs and self.phase_at(end) == phase:
-                end += 1
-            self.set_phase(phase)
-            history = super().fit(x, y, epochs=end, initial_epoch=start, **kwargs)
-            start = end
-        return history
 
     # === Training ===
 

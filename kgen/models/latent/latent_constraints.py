@@ -66,6 +66,7 @@ from kgen import backend
 from kgen.backend import adversarial
 from kgen.errors import UsageError
 from kgen.models.adversarial.base import AdversarialModel
+from kgen.models.base import PhasedFit
 from kgen.models.latent.vae import VAE
 from kgen.registry import register_model
 
@@ -135,7 +136,7 @@ def load_vae(path):
 @register_model("latent_constraints", family="latent", conditional=True,
                 tiny=dict(vae="", vae_latent_dim=2, vae_hidden_units=(16,), vae_epochs=0, actor_units=(16,),
                           critic_units=(16,), judge_units=(16,)))
-class LatentConstraints(AdversarialModel):
+class LatentConstraints(PhasedFit, AdversarialModel):
     """Latent constraints (Engel et al. 2018): critics and a gated actor on a frozen VAE's latent space.
 
     Logs, phase "vae": `recon` and `kl` (the VAE's ELBO terms, nats); phase
@@ -397,22 +398,6 @@ class LatentConstraints(AdversarialModel):
             self._phase = phase
             self.train_function = None  # traced again for the new phase
             self.test_function = None
-
-    def fit(self, x=None, y=None, epochs=1, initial_epoch=0, **kwargs):
-        """`keras.Model.fit`, split into one call per training phase (see the module docstring)."""
-        epochs, start = int(epochs), int(initial_epoch)
-        if start >= epochs:
-            return super().fit(x, y, epochs=epochs, initial_epoch=start, **kwargs)
-        history = None
-        while start < epochs:
-            phase = self.phase_at(start)
-            end = start + 1
-            while end < epochs and self.phase_at(end) == phase:
-                end += 1
-            self.set_phase(phase)
-            history = super().fit(x, y, epochs=end, initial_epoch=start, **kwargs)
-            start = end
-        return history
 
     # === Steps ===
 

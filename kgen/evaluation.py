@@ -91,7 +91,12 @@ def feature_network(data, path=""):
     if card.is_file():
         import tomllib
 
-        info["classifier_test_accuracy"] = tomllib.loads(card.read_text()).get("test_accuracy")
+        card = tomllib.loads(card.read_text())
+        info["classifier_test_accuracy"] = card.get("test_accuracy")
+        if card.get("reference_split"):
+            # The classifier was fitted on images of the scored data set's other split(s):
+            # FID/KID then use this split, which it never saw, as the real data.
+            info["reference_split"] = str(card["reference_split"])
     return extractor, info
 
 
@@ -135,7 +140,15 @@ def _inception(samples, reference, held_out):
 
 
 def sample_metrics(model, pipeline, data, eval_config, num_samples=None, seed=0):
-    """Sample-quality metrics of `model` against the `Dataset` split `data` (see the module docstring)."""
+    """Sample-quality metrics of `model` against the `Dataset` split `data` (see the module docstring).
+
+    When the feature classifier's card names a `reference_split` (binarized MNIST's classifier
+    is fitted on half of its test split), that split replaces `data` as the real data.
+    """
+    features, info = feature_network(data, eval_config.get("feature_classifier", ""))
+    scored_split = data.split
+    if info.get("reference_split") and info["reference_split"] != data.split:
+        data = Pipeline(dict(pipeline.config, max_examples=0)).load(info["reference_split"])
     n_ref = len(data)
     n = int(num_samples or eval_config.get("num_samples", 0) or n_ref)
     if n < 2:
@@ -156,13 +169,16 @@ def sample_metrics(model, pipeline, data, eval_config, num_samples=None, seed=0)
     samples = to_unit(model.sample(n, seed=seed, labels=labels, batch_size=eval_config["batch_size"]), cfg)
     if not np.all(np.isfinite(samples)):
         raise TrainingDiverged(f"{type(model).__name__} generated NaN or Inf samples; the checkpoint has diverged.")
-    features, info = feature_network(data, eval_config.get("feature_classifier", ""))
     result = sample_quality(samples, reference, held, features,
                             kid_subsets=eval_config.get("kid_subsets", 100),
                             kid_subset_size=eval_config.get("kid_subset_size", 1000), seed=seed)
     result["num_samples"] = n
     result["floor_examples"] = int(len(held))
     result["floor_split"] = floor_split
+    result["reference_split"] = data.split
+    if data.split != scored_split:
+        result["reference_note"] = (f"the feature classifier was fitted on {data.name}'s {scored_split} split, "
+                                    f"so the real data is its {data.split} split")
     result["features"] = info
     if labels is not None and hasattr(features, "predict_labels"):
         result["label_accuracy"] = float(np.mean(features.predict_labels(samples) == labels))
@@ -409,9 +425,11 @@ def sample_metrics_lines(result):
         f"  samples: {result['num_samples']}, features: {result['features']['network']} "
         f"({result['features']['note']})",
         f"  FID: {result['fid']:.4g}   (real-data floor: {result['fid_floor']:.4g}, "
-        f"{result['floor_examples']} held-out train examples)",
+        f"{result['floor_examples']} held-out {result.get('floor_split', 'train')} examples)",
         f"  KID: {kid['mean']:.4g} +/- {kid['std']:.2g}   (floor: {floor['mean']:.4g} +/- {floor['std']:.2g})",
     ]
+    if "reference_note" in result:
+        lines.append(f"  real data: {result['reference_note']}")
     if "label_accuracy" in result:
         lines.append(f"  label accuracy of conditional samples: {result['label_accuracy']:.3f}")
     inception = result.get("inception", {})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kgen
-from kgen.errors import DataError, OfflineError, UsageError
+from kgen.errors import DataError, UsageError
 from kgen.metrics import features, inception
 
 
@@ -49,22 +49,34 @@ def test_feature_classifiers_are_not_listed_as_pretrained_models():
 
     assert not [p for p in list_pretrained() if p["model"] == "features"]
     assert any(p["model"] == "vae" for p in list_pretrained())
-    assert [c["dataset"] for c in features.list_feature_classifiers()] == ["digits"]
+    assert [c["dataset"] for c in features.list_feature_classifiers()] == ["binarized_mnist", "digits", "fashion_mnist"]
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path, monkeypatch):
     monkeypatch.setenv("KGEN_CACHE_DIR", str(tmp_path))
-    with pytest.raises(UsageError, match=r"python -m kgen\.metrics\.features binarized_mnist") as info:
-        features.classifier_path("binarized_mnist")
-    assert "labelled mnist" in str(info.value)
+    with pytest.raises(UsageError, match=r"python -m kgen\.metrics\.features mnist") as info:
+        features.classifier_path("mnist")
+    assert "binarized_mnist, digits, fashion_mnist" in str(info.value)
     with pytest.raises(UsageError, match="does not exist"):
         features.classifier_path("digits", tmp_path / "nope.keras")
 
 
-def test_binarized_mnist_classifier_needs_labelled_mnist(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no mnist.npz there; tests run offline
-    with pytest.raises(OfflineError, match="binarized_mnist has no labels"):
-        features.train_classifier("binarized_mnist", dest=tmp_path, epochs=1)
+def test_test_labelled_data_sets_split_their_test_split_into_disjoint_halves():
+    fit, stop, held = features.test_halves(10000, seed=0)
+    assert (len(fit), len(stop), len(held)) == (4500, 500, 5000)
+    together = np.concatenate([fit, stop, held])
+    assert len(np.unique(together)) == 10000  # disjoint and covering
+    assert np.array_equal(fit, np.sort(fit)) and not np.array_equal(held, np.arange(5000, 10000))  # shuffled
+    again = features.test_halves(10000, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (fit, stop, held)))
+    other = features.test_halves(10000, seed=1)
+    assert not np.array_equal(other[2], held)
+
+
+def test_unlabelled_source_is_a_one_line_error_naming_the_labelled_split(tmp_path):
+    np.savez(tmp_path / "unlabelled.npz", x=np.zeros((30, 8, 8), "float32"))
+    with pytest.raises(DataError, match="needs labels"):
+        features.train_classifier(str(tmp_path / "unlabelled.npz"), dest=tmp_path, epochs=1)
 
 
 def test_training_script_writes_a_usable_classifier(tmp_path, monkeypatch):

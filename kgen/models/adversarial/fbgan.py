@@ -59,7 +59,7 @@ from keras import ops
 
 from kgen.backend import adversarial
 from kgen.errors import DataError, UsageError
-from kgen.models.adversarial.base import AdversarialModel, decode_tokens
+from kgen.models.adversarial.base import AdversarialModel, TokenSequences
 from kgen.models.base import GenerativeModel
 from kgen.registry import register_layer, register_model
 
@@ -214,7 +214,7 @@ def _critic(seq_len, vocab_size, hidden_dim, num_blocks, kernel_size):
 @register_model("fbgan", family="adversarial", tiny_dataset="text",
                 tiny=dict(latent_dim=4, hidden_dim=8, num_blocks=1, n_critic=2, buffer_size=32,
                           feedback_samples=16))
-class FBGAN(AdversarialModel):
+class FBGAN(TokenSequences, AdversarialModel):
     """Feedback GAN (Gupta & Zou 2019): a WGAN-GP sequence generator whose critic's data an analyzer steers.
 
     Args:
@@ -318,24 +318,12 @@ class FBGAN(AdversarialModel):
 
     # === Data ===
 
-    def check_data(self, data):
-        if data.kind != "sequence":
-            raise DataError(f"{data.name}: FBGAN models token sequences, not {data.kind} data; use text.")
-        super().check_data(data)
-        if data.num_levels != self.vocab_size:
-            raise DataError(f"{data.name}: a vocabulary of {data.num_levels} tokens, the model has "
-                            f"{self.vocab_size}; train a new model on this data set.")
-
     def unpack_batch(self, data):
         """Token batches -> one-hot (B, T, V) real examples."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, (tuple, list)):
             x = x[0]
         return ops.one_hot(ops.cast(x, "int32"), self.vocab_size), None
-
-    def decode_sequences(self, tokens):
-        """Token ids (N, T) -> one string per sequence: text through the stored vocabulary, else the ids."""
-        return decode_tokens(tokens, self.vocabulary)
 
     # === Networks ===
 

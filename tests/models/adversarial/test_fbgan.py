@@ -169,6 +169,23 @@ def test_trains_through_the_harness_and_logs_the_feedback(run):
     assert buffer.shape == (24, 6) and buffer.any()
 
 
+def test_data_with_another_vocabulary_is_refused(run):
+    """Same vocabulary size, other tokens (another text): ids would mean other characters."""
+    import dataclasses
+
+    from kgen.data.pipeline import Pipeline
+    from kgen.data.sequences import Vocabulary
+
+    model, run_dir, _ = run
+    data = Pipeline(tiny_config()["data"]).load("train")
+    model.check_data(data)  # the data it was trained on
+    tokens = data.vocabulary.tokens
+    other = dataclasses.replace(data, vocabulary=Vocabulary((tokens[0],) + tuple(reversed(tokens[1:])),
+                                                            data.vocabulary.level))
+    with pytest.raises(DataError, match="vocabulary differs"):
+        model.check_data(other)
+
+
 def test_save_load_keeps_the_buffer(run, tmp_path):
     model, _, _ = run
     checkpoint.save_checkpoint(model, tmp_path / "m.keras", {"epoch": 2})

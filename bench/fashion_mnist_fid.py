@@ -194,7 +194,8 @@ def score(model, config, num_samples, seed, sample_fn=None):
            "fid_floor": r["fid_floor"], "kid_floor": r["kid_floor"]["mean"],
            "sample_seconds": round(timed.seconds, 1), "score_seconds": round(time.perf_counter() - start, 1),
            "num_samples": r["num_samples"], "reference_split": r["reference_split"],
-           "reference_examples": len(data) if r["reference_split"] == data.split else None,
+           "reference_examples": len(data if r["reference_split"] == data.split else
+                                     Pipeline(dict(pipeline.config, max_examples=0)).load(r["reference_split"])),
            "floor_split": r["floor_split"], "features": r["features"]}
     if "label_accuracy" in r:
         out["label_accuracy"] = r["label_accuracy"]

@@ -190,3 +190,185 @@ def test_usage_errors():
         model.set_labeled(np.zeros((3, 8, 8, 1)), np.zeros(3, "int32"))
     with pytest.raises(DataError, match="0..9"):
         model.select_labeled(np.zeros((30, 8, 8, 1)), np.full(30, 12))
+
+
+# === The paper's options: weight norm, ReLU/softplus, uniform z, moving average, labels from the test split ===
+
+PAPER = dict(weight_norm=True, discriminator_activation="relu", generator_activation="softplus",
+             latent_distribution="uniform", ema_decay=0.9)
+
+
+def test_weight_norm_dense_equals_the_formula():
+    """y = x (g v / ||v||) + b with the norm over the input axis; data_init standardises the pre-activations."""
+    rng = np.random.default_rng(0)
+    layer = ssgan.WeightNormDense(3, activation="relu", trainable_scale=False)
+    layer.build((None, 5))
+    v = rng.normal(size=(5, 3)).astype("float32")
+    g = np.array([0.5, 2.0, -1.0], "float32")
+    b = np.array([0.1, -0.2, 0.3], "float32")
+    layer.kernel.assign(v)
+    layer.scale.assign(g)
+    layer.bias.assign(b)
+    x = rng.normal(size=(7, 5)).astype("float32")
+    w = v * g / np.sqrt(np.sum(v ** 2, axis=0))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.maximum(x @ w + b, 0.0), rtol=1e-5, atol=1e-6)
+    assert [v.name for v in layer.trainable_weights] == ["kernel", "bias"]  # g fixed (trainable_scale=False)
+    # Data-dependent init: the batch's pre-activations get mean 0 and std 1; the direction v is kept.
+    out = layer.data_init(x)
+    pre = keras.ops.convert_to_numpy(layer.preactivation(x))
+    np.testing.assert_allclose(pre, out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(pre.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(pre.std(0), 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.kernel.value), v)
+    # Round trip through the config.
+    clone = ssgan.WeightNormDense.from_config(layer.get_config())
+    assert clone.units == 3 and not clone.trainable_scale
+
+
+def test_ema_update_equals_the_formula():
+    """a_t = d_t a_{t-1} + (1 - d_t) p_t with d_t = min(decay, (1 + t) / (10 + t)), for D's trained weights."""
+    model = tiny(**PAPER)
+    pairs = model.ema_pairs()
+    trained = [(s, d) for s, d in pairs if s.trainable]
+    fixed = [(s, d) for s, d in pairs if not s.trainable]
+    assert len(trained) == len(model.discriminator_variables()) and fixed  # the hidden layers' g are fixed
+    rng = np.random.default_rng(1)
+    for s, d in pairs:
+        s.assign(rng.normal(size=s.shape).astype("float32"))
+        d.assign(rng.normal(size=d.shape).astype("float32"))
+    for step in (1, 200):
+        before = [(values([s])[0], values([d])[0]) for s, d in pairs]
+        model.update_ema(step)
+        decay = min(0.9, (1 + step) / (10 + step))
+        for (s, d), (p, a) in zip(pairs, before):
+            expected = decay * a + (1 - decay) * p if s.trainable else a
+            np.testing.assert_allclose(values([d])[0], expected, rtol=1e-5, atol=1e-6)
+    model.reset_ema()
+    for s, d in pairs:
+        np.testing.assert_array_equal(values([s])[0], values([d])[0])
+
+
+def test_paper_options_train_and_average_in_the_step(digits):
+    """Every step (compiled, on each backend) updates the average by the formula; the uniform z lies in [0, 1)."""
+    keras.utils.set_random_seed(0)
+    model = tiny(**PAPER)
+    model.select_labeled(digits.x, digits.y)
+    model.compile()
+    record = fit_and_record(model, digits.x[:32], steps=2)
+    check_training(record, steps=2, has_batch_norm=True)
+    assert int(keras.ops.convert_to_numpy(model.data_initialized.value)) == 1
+    # One more step by itself: a_3 = d_3 a_2 + (1 - d_3) p_3.
+    ema_before = values([d for s, d in model.ema_pairs() if s.trainable])
+    model.fit(digits.x[32:48], batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations.value)) == 3
+    decay = min(0.9, 4 / 13)
+    for (s, d), a in zip([p for p in model.ema_pairs() if p[0].trainable], ema_before):
+        np.testing.assert_allclose(values([d])[0], decay * a + (1 - decay) * values([s])[0], rtol=1e-5, atol=1e-6)
+    # classify reads the average by default; ema=False the trained D.
+    x = digits.x[:50]
+    np.testing.assert_array_equal(model.classify(x), model.classify(x, ema=True))
+    assert model.evaluate_extra(digits)["classifier"]["moving_average"] is True
+    z = keras.ops.convert_to_numpy(model.draw_latent(256))
+    assert z.min() >= 0.0 and z.max() < 1.0 and z.mean() == pytest.approx(0.5, abs=0.05)
+    assert model.noise_spec(3) == [("uniform", (3, 4))]
+    # The paper's generator: BatchNorm without scale, softplus, weight-normalised output layer.
+    kinds = [type(layer).__name__ for layer in model.generator.layers]
+    assert kinds == ["Dense", "BatchNormalization", "Activation", "WeightNormDense", "Reshape"]
+    assert not model.generator.layers[1].scale
+    assert isinstance(model.class_head.layers[-1], ssgan.WeightNormDense)
+    with pytest.raises(UsageError, match="ema=False"):
+        tiny().classify(x, ema=True)
+
+
+def test_data_init_standardises_every_layer_of_d(digits):
+    """Without noise, after initialize_from_data each weight-normalised layer's pre-activations on the labelled
+    subset have mean 0 and std 1 (and the average equals D)."""
+    model = tiny(input_noise=0.0, hidden_noise=0.0, **PAPER)
+    model.select_labeled(digits.x, digits.y)
+    model.initialize_from_data()
+    h = keras.ops.convert_to_numpy(model.labeled_x.value).reshape(20, -1)
+    checked = 0
+    for layer in list(model.discriminator.layers) + list(model.class_head.layers):
+        if isinstance(layer, ssgan.WeightNormDense):
+            pre = keras.ops.convert_to_numpy(layer.preactivation(h))
+            np.testing.assert_allclose(pre.mean(0), 0.0, atol=1e-4)
+            np.testing.assert_allclose(pre.std(0), 1.0, rtol=1e-3)
+            checked += 1
+        h = keras.ops.convert_to_numpy(layer(h))
+    assert checked == 3
+    for s, d in model.ema_pairs():
+        np.testing.assert_array_equal(values([s])[0], values([d])[0])
+
+
+def test_paper_options_save_load_resume(digits, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny(**PAPER)
+    model.select_labeled(digits.x, digits.y)
+    model.compile()
+    model.fit(digits.x[:32], batch_size=16, epochs=1, verbose=0)
+    loaded = check_save_load_resume(model, digits.x[:64], tmp_path / "paper.keras")  # compares every weight
+    assert loaded.ema_decay == 0.9 and loaded.latent_distribution == "uniform"
+    assert int(keras.ops.convert_to_numpy(loaded.data_initialized.value)) == 1
+
+
+def test_resume_with_the_moving_average_equals_an_uninterrupted_run(tiny_config, tmp_path):
+    """`kgen train` for 2 epochs equals 1 epoch then --resume to 2: weights, the average, data init, optimizers."""
+    from kgen.training import trainer
+
+    sets = ("model.num_labeled=10", "model.labeled_batch_size=10", "model.generator_units=[8]",
+            "model.discriminator_units=[8]", "model.latent_dim=4", "train.grid_size=4", "data.max_examples=64",
+            "train.batch_size=32", "model.weight_norm=true", "model.ema_decay=0.9", "model.latent_distribution=uniform",
+            "model.discriminator_activation=relu", "model.generator_activation=softplus")
+    full, _, _ = trainer.train(tiny_config("semi_supervised_gan", "digits", "train.epochs=2", *sets),
+                               run_dir=tmp_path / "full", verbose=0)
+    trainer.train(tiny_config("semi_supervised_gan", "digits", "train.epochs=1", *sets), run_dir=tmp_path / "cut",
+                  verbose=0)
+    resumed, _, _ = trainer.train(None, run_dir=tmp_path / "cut", resume=True, epochs=2, verbose=0)
+    a = kgen.load_model(tmp_path / "full" / "last.keras")
+    b = kgen.load_model(tmp_path / "cut" / "last.keras")
+    def paths(m):  # without the model's own (uniquified) name
+        return [v.path.split("/", 1)[1] for v in m.weights]
+
+    assert paths(a) == paths(b)
+    assert any("ema_discriminator" in v.path for v in a.weights)
+    for x, y in zip(values(a.weights), values(b.weights)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for x, y in zip(values(a.optimizer.variables), values(b.optimizer.variables)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Control: the average moved during the second epoch (a resume that lost it would differ).
+    first = kgen.load_model(tmp_path / "full" / "last.keras")
+    assert int(keras.ops.convert_to_numpy(first.optimizer.iterations.value)) == 4
+
+
+def test_labels_from_the_test_split_through_the_harness(tiny_config, tmp_path):
+    """labeled_split = "test" (binarized_mnist's case): `kgen train` draws the labelled subset from the test
+    split, and evaluate_extra on that split leaves those examples out."""
+    from kgen.training import trainer
+
+    config = tiny_config("semi_supervised_gan", "digits", "train.epochs=1", "model.num_labeled=20",
+                         "model.labeled_batch_size=10", "model.generator_units=[8]", "model.discriminator_units=[8]",
+                         "model.latent_dim=4", "train.grid_size=4", "data.max_examples=32", "train.batch_size=16",
+                         "model.labeled_split=test")
+    model, run_dir, _ = trainer.train(config, run_dir=tmp_path / "run", verbose=0)
+    test = kgen.load_dataset("digits", split="test")
+    idx = ssgan.select_labeled(test.y, 20, 10, seed=0)
+    loaded = kgen.load_model(run_dir / "last.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.labeled_index.value), idx)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.labeled_y.value), test.y[idx])
+    out = loaded.evaluate_extra(test)["classifier"]
+    keep = np.setdiff1d(np.arange(len(test)), idx)
+    assert out["labelled_left_out"] == 20 and out["examples"] == len(test) - 20
+    assert out["errors"] == int(np.sum(loaded.classify(test.x[keep]) != test.y[keep]))
+    assert out["errors_per_10000"] == pytest.approx(1e4 * out["errors"] / out["examples"])
+    # Another labelled split (the training one) is counted whole.
+    assert loaded.evaluate_extra(kgen.load_dataset("digits"))["classifier"]["labelled_left_out"] == 0
+
+
+def test_paper_option_errors():
+    for key in ("discriminator_activation", "generator_activation", "latent_distribution", "labeled_split"):
+        with pytest.raises(UsageError, match=key):
+            tiny(**{key: "nope"})
+    with pytest.raises(UsageError, match="ema_decay"):
+        tiny(ema_decay=1.0)
+    with pytest.raises(UsageError, match="weight_norm"):
+        tiny().initialize_from_data()

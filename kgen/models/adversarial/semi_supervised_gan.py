@@ -165,7 +165,10 @@ class WeightNormDense(layers.Layer):
         activation: a Keras activation (name) or None.
         use_bias: whether to add b.
         trainable_scale: whether the optimizer trains g.
-        kernel_stddev: std of the N(0, s) draw of v (only its direction matters).
+        kernel_stddev: std of the N(0, s) draw of v. Only v's direction
+            enters W, but its norm sets how far one optimizer step turns it
+            (Adam's steps have a fixed size), so it acts as a learning-rate
+            factor: the authors' D draws v ~ N(0, 0.1).
     """
 
     def __init__(self, units, activation=None, use_bias=True, trainable_scale=True, kernel_stddev=0.05, **kwargs):
@@ -363,9 +366,11 @@ class SemiSupervisedGAN(AdversarialModel):
                                                  dtype="int32", trainable=False, name="labeled_index")
         self.built = True
 
-    def _dense(self, units, name, trainable_scale=False, activation=None):
+    def _dense(self, units, name, trainable_scale=False, activation=None, kernel_stddev=0.1):
         if self.weight_norm:
-            return WeightNormDense(units, activation=activation, trainable_scale=trainable_scale, name=name)
+            # v's scale as in the authors' code: N(0, 0.1) in D; about Glorot's (std ~0.04) in G's output layer.
+            return WeightNormDense(units, activation=activation, trainable_scale=trainable_scale,
+                                   kernel_stddev=kernel_stddev, name=name)
         return layers.Dense(units, activation=activation, name=name)
 
     def _discriminator_stacks(self, prefix, trainable=True):
@@ -398,7 +403,8 @@ class SemiSupervisedGAN(AdversarialModel):
                       # The paper's batch norm in G has a shift but no scale (the next layer's weights scale).
                       layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=act == "relu", name=f"norm_{i}"),
                       layers.Activation(act, name=f"{act}_{i}")]
-        stack.append(self._dense(self.num_dims, "out", trainable_scale=True, activation=self.output_activation))
+        stack.append(self._dense(self.num_dims, "out", trainable_scale=True, activation=self.output_activation,
+                                 kernel_stddev=0.04))
         stack.append(layers.Reshape(self.data_shape, name="reshape"))
         generator = keras.Sequential(stack, name="generator")
         generator.build((None, self.latent_dim))

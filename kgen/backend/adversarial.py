@@ -46,10 +46,11 @@ import threading
 
 import keras
 
-from kgen.backend import name as _backend_name
-from kgen.backend import scale_loss_for_replicas, torch_rank_world
+# The package, not names from it: the first `import keras` (kgen/backend/__init__.py) registers the
+# models, which import this module while the package is still half-initialized.
+from kgen import backend as _backend
 
-_BACKEND = _backend_name()
+_BACKEND = keras.config.backend()
 
 
 def _zeros_for(grads, variables):
@@ -79,7 +80,7 @@ def _tf_value_and_grad(loss_fn, variables, has_aux=False):
         loss, aux = _split(out, has_aux)
         # tf.distribute sums the replicas' gradients: differentiate each replica's share of the
         # loss (kgen.backend.scale_loss_for_replicas); the loss returned for the logs is unscaled.
-        scaled = scale_loss_for_replicas(loss)
+        scaled = _backend.scale_loss_for_replicas(loss)
     grads = tape.gradient(scaled, variables)
     return _join(loss, aux, has_aux), _zeros_for(grads, variables)
 
@@ -124,7 +125,7 @@ def _torch_value_and_grad(loss_fn, variables, has_aux=False):
     if has_aux:
         aux = keras.tree.map_structure(lambda t: t.detach() if hasattr(t, "detach") else t, aux)
     grads = _zeros_for(list(grads), variables)
-    _, world = torch_rank_world()
+    _, world = _backend.torch_rank_world()
     if world > 1:  # DDP (kgen.training.distribute): autograd.grad bypasses DDP's hooks; average here
         import torch.distributed as dist
 

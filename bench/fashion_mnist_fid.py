@@ -27,7 +27,11 @@ Each model is then scored with `kgen.evaluation.sample_metrics`, the code behind
 - `train_seconds`, `epochs_trained` (fractional), `sample_seconds` (drawing the
   N samples; PixelCNN draws with its cached incremental sampler);
 - the VAE also gets `decoder_means`: FID/KID of E[x|z] for z from the prior,
-  beside its true samples (pixels drawn from the decoder's 256-way softmax).
+  beside its true samples (pixels drawn from the decoder's 256-way softmax);
+- `binary_draws` (`--binary-draws`, on by default for binarized MNIST): FID/KID of
+  Bernoulli draws with the samples' grey levels as probabilities. A GAN's grey
+  samples against binary data are far apart in any feature space; the draws are
+  the binary images its samples stand for, as a Bernoulli decoder's are.
 
 `dcgan_untrained` (the DCGAN recipe's generator before any step) marks the
 ceiling end of the scale. The JSON (`bench/results/fashion_mnist_fid.json`, or
@@ -180,6 +184,20 @@ def decoder_means(model):
     return sample
 
 
+def binary_draws(model, data_config):
+    """`model.sample` replaced by Bernoulli draws with its samples' [0, 1] grey levels as probabilities."""
+    import numpy as np
+
+    from kgen.evaluation import to_unit
+
+    def sample(n, seed=None, labels=None, batch_size=256):
+        unit = to_unit(model.sample(n, seed=seed, labels=labels, batch_size=batch_size), data_config)
+        draws = (np.random.default_rng([seed or 0, 5]).uniform(size=unit.shape) < unit).astype("float32")
+        return draws * 2.0 - 1.0 if data_config.get("scale", "unit") == "symmetric" else draws  # model space
+
+    return sample
+
+
 def score(model, config, num_samples, seed, sample_fn=None):
     """`sample_metrics` of `model` on the recipe's evaluation split, with the sampling time."""
     from kgen.data.pipeline import Pipeline
@@ -215,6 +233,8 @@ def main():
     parser.add_argument("--feature-classifier", default="", help="a .keras feature classifier (default: shipped)")
     parser.add_argument("--out", default="", help="JSON path (default bench/results/fashion_mnist_fid[_DATASET].json)")
     parser.add_argument("--merge", action="store_true", help="add to (replace same-named rows in) the JSON")
+    parser.add_argument("--binary-draws", action=argparse.BooleanOptionalAction, default=None,
+                        help="also score Bernoulli draws from the grey samples (default: on for binarized_mnist)")
     args = parser.parse_args()
 
     import keras
@@ -222,13 +242,15 @@ def main():
     import kgen
     from kgen import config as config_lib
 
+    if args.binary_draws is None:
+        args.binary_draws = args.dataset == "binarized_mnist"
     names = [n for n in args.models.split(",") if n]
     unknown = sorted(set(names) - set((UNTRAINED,) + MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join((UNTRAINED,) + MODELS)}")
     suffix = "" if args.dataset == "fashion_mnist" else f"_{args.dataset}"
     out = pathlib.Path(args.out) if args.out else RESULTS / f"fashion_mnist_fid{suffix}.json"
-    settings = {"dataset": args.dataset, "budget_seconds": args.budget_seconds, "max_epochs": args.epochs,
+    settings = {"dataset": args.dataset, "binary_draws": args.binary_draws, "budget_seconds": args.budget_seconds, "max_epochs": args.epochs,
                 "max_examples": args.max_examples, "num_samples": args.num_samples, "sample_seed": args.seed,
                 "backend": keras.config.backend()}
     report = {"benchmark": "fashion_mnist_fid", "machine": machine(), **settings,
@@ -274,12 +296,17 @@ def main():
         if name == "vae":
             means = score(model, config, args.num_samples, args.seed, sample_fn=decoder_means(model))
             row["decoder_means"] = {k: means[k] for k in ("fid", "kid", "kid_std", "sample_seconds")}
+        if args.binary_draws and name not in ("vae", "pixel_cnn"):  # those two sample pixels themselves
+            draws = score(model, config, args.num_samples, args.seed, sample_fn=binary_draws(model, config["data"]))
+            row["binary_draws"] = {k: draws[k] for k in ("fid", "kid", "kid_std")}
         row["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         report["models"][name] = row
         write()
         extra = f"  label acc {row['label_accuracy']:.3f}" if "label_accuracy" in row else ""
         if "decoder_means" in row:
             extra += f"  decoder means FID {row['decoder_means']['fid']:.2f}"
+        if "binary_draws" in row:
+            extra += f"  binary draws FID {row['binary_draws']['fid']:.2f}"
         print(f"{name:>16}: FID {row['fid']:8.2f}  KID {row['kid']:7.4f}  (floor FID {row['fid_floor']:.2f} "
               f"KID {row['kid_floor']:.4f})  {row.get('epochs_trained', 0):.2f} epochs in "
               f"{row['train_seconds']:.0f} s, sampling {row['sample_seconds']:.1f} s{extra}", flush=True)

@@ -78,14 +78,39 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     timeline = {"mle": [], "seqgan": []}
     times = {}
+    pretrain_curve, pretrained = [], None
 
     def epoch_data(size=None):
         perm = rng.permutation(len(train))
         return train.x[perm if size is None else perm[:size]]
 
+    def write(stage):
+        """The JSON as it stands (after every scored epoch, so a cut run keeps what it measured)."""
+        result = {
+            "benchmark": "SeqGAN synthetic oracle, NLL_oracle per token (nats)", "stage": stage,
+            "oracle": oracle.source, "published_oracle": oracle.published,
+            "budget": {"pretrain_epochs": args.pretrain_epochs, "discriminator_epochs": args.d_epochs,
+                       "adversarial_epochs": args.adv_epochs, "batches_per_later_epoch": args.adv_batches,
+                       "batch_size": batch, "rollouts": args.rollouts, "g_steps": model.g_steps,
+                       "d_steps": model.d_steps, "k": model.k, "nll_samples": args.samples},
+            "pretrain_curve_2000_samples": pretrain_curve,
+            "after_pretraining": pretrained,
+            "mle": {"curve": timeline["mle"], "final": timeline["mle"][-1] if timeline["mle"] else pretrained},
+            "seqgan": {"curve": timeline["seqgan"],
+                       "final": timeline["seqgan"][-1] if timeline["seqgan"] else pretrained},
+            "published": PUBLISHED,
+            "times_s": {k: round(v, 1) for k, v in times.items()},
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "backend": keras.config.backend(),
+                        "python": sys.version.split()[0]},
+            "command": "python bench/seqgan_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        }
+        result["seqgan_minus_mle"] = (result["seqgan"]["final"] - result["mle"]["final"]) if stage == "done" else None
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
+        return result
+
     # === Shared MLE pretraining ===
     start = time.perf_counter()
-    pretrain_curve = []
     for epoch in range(args.pretrain_epochs):
         model.fit(epoch_data(), epochs=epoch + 1, initial_epoch=epoch, batch_size=batch, verbose=0)
         pretrain_curve.append(nll_oracle(model, oracle, 2000))
@@ -93,8 +118,9 @@ def main(argv=None):
     times["pretrain_s"] = time.perf_counter() - start
     pretrained = nll_oracle(model, oracle, args.samples)
     print(f"after {args.pretrain_epochs} MLE epochs: NLL_oracle {pretrained:.4f}", flush=True)
-    tmp = RESULTS / ".seqgan_pretrained.keras"
     RESULTS.mkdir(exist_ok=True)
+    write("pretrained")
+    tmp = RESULTS / ".seqgan_pretrained.keras"
     checkpoint.save_checkpoint(model, tmp)  # weights and both optimizers' states: the MLE branch starts here
 
     # === SeqGAN: discriminator pretraining, then adversarial epochs ===
@@ -107,6 +133,8 @@ def main(argv=None):
             timeline["seqgan"].append(nll_oracle(model, oracle, args.samples))
             print(f"seqgan adversarial epoch {epoch + 1 - first - args.d_epochs}: NLL_oracle "
                   f"{timeline['seqgan'][-1]:.4f}", flush=True)
+            times["seqgan_s"] = time.perf_counter() - start
+            write("seqgan")
     times["seqgan_s"] = time.perf_counter() - start
 
     # === MLE baseline: the same start, as many generator updates by maximum likelihood ===
@@ -119,28 +147,11 @@ def main(argv=None):
                   verbose=0)
         timeline["mle"].append(nll_oracle(model, oracle, args.samples))
         print(f"mle epoch {epoch + 1 - first}: NLL_oracle {timeline['mle'][-1]:.4f}", flush=True)
+        times["mle_s"] = time.perf_counter() - start
+        write("mle")
     times["mle_s"] = time.perf_counter() - start
 
-    result = {
-        "benchmark": "SeqGAN synthetic oracle, NLL_oracle per token (nats)",
-        "oracle": oracle.source, "published_oracle": oracle.published,
-        "budget": {"pretrain_epochs": args.pretrain_epochs, "discriminator_epochs": args.d_epochs,
-                   "adversarial_epochs": args.adv_epochs, "batches_per_later_epoch": args.adv_batches,
-                   "batch_size": batch, "rollouts": args.rollouts, "g_steps": model.g_steps,
-                   "d_steps": model.d_steps, "k": model.k, "nll_samples": args.samples},
-        "pretrain_curve_2000_samples": pretrain_curve,
-        "after_pretraining": pretrained,
-        "mle": {"curve": timeline["mle"], "final": timeline["mle"][-1] if timeline["mle"] else pretrained},
-        "seqgan": {"curve": timeline["seqgan"],
-                   "final": timeline["seqgan"][-1] if timeline["seqgan"] else pretrained},
-        "published": PUBLISHED,
-        "times_s": {k: round(v, 1) for k, v in times.items()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "backend": keras.config.backend(), "python": sys.version.split()[0]},
-        "command": "python bench/seqgan_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    result["seqgan_minus_mle"] = result["seqgan"]["final"] - result["mle"]["final"]
-    pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
+    result = write("done")
     print(json.dumps({k: result[k] for k in ("after_pretraining", "mle", "seqgan", "seqgan_minus_mle", "times_s")},
                      indent=2))
     return result

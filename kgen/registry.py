@@ -34,6 +34,8 @@ class ModelEntry:
         tiny: hyper-parameters of a tiny instance on the bundled 8x8 digits
             (`tiny_dataset`): what the conformance test over the registry builds.
         tiny_dataset: the data set the tiny instance is built for.
+        tiny_data: data-config settings of the tiny instance (e.g. a short `seq_len` for
+            sequence models, whose compiled steps unroll over the sequence).
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelEntry:
     summary: str
     tiny: dict
     tiny_dataset: str = "digits"
+    tiny_data: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self):
         return {
@@ -59,7 +62,8 @@ class ModelEntry:
 MODELS = {}  # name -> ModelEntry, in import order
 
 
-def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS, tiny=None, tiny_dataset="digits"):
+def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS, tiny=None, tiny_dataset="digits",
+                   tiny_data=None):
     """Class decorator: registers for `.keras` serialization and in the model table.
 
     Args:
@@ -70,6 +74,7 @@ def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS, ti
         tiny: the hyper-parameters of a tiny instance (a few hundred to a few
             thousand weights) for the conformance test; required.
         tiny_dataset: the data set that tiny instance is built for.
+        tiny_data: data-config settings of that tiny instance (default: the recipe's).
     """
     if tiny is None:
         raise TypeError(f"register_model({name!r}): declare `tiny=` hyper-parameters for the conformance test.")
@@ -86,6 +91,7 @@ def register_model(name, *, family, conditional=False, backends=ALL_BACKENDS, ti
             summary=doc[0] if doc else "",
             tiny=dict(tiny),
             tiny_dataset=tiny_dataset,
+            tiny_data=dict(tiny_data or {}),
         )
         cls.registered_name = name
         return cls

@@ -1,7 +1,8 @@
 """One conformance test over the registry: what every model must do, on every backend it declares.
 
 For each entry of `kgen.list_models()`, at the tiny size declared beside its registration
-(`register_model(..., tiny=...)`), on its tiny data set (`tiny_dataset`, bundled):
+(`register_model(..., tiny=...)`), on its tiny data set (`tiny_dataset`, bundled, with the
+registration's `tiny_data` settings):
 
 - its bundled recipe for that data set exists and resolves strictly;
 - the model builds from the recipe through the training harness (`kgen.train`: one short epoch),
@@ -42,7 +43,7 @@ def tiny_config(entry):
     sets = [(["model", k], list(v) if isinstance(v, tuple) else v) for k, v in entry.tiny.items()]
     sets += [(["train", k], v) for k, v in
              dict(epochs=1, batch_size=16, grid_size=4, steps_per_execution=1, lr_schedule="constant").items()]
-    sets += [(["data", "max_examples"], 64)]
+    sets += [(["data", "max_examples"], 64)] + [(["data", k], v) for k, v in entry.tiny_data.items()]
     return config_lib.resolve(model=entry.name, dataset=entry.tiny_dataset, overrides=sets)
 
 

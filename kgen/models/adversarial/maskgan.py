@@ -160,7 +160,7 @@ def discounted_returns(rewards, gamma):
 
 
 @register_model("maskgan", family="adversarial", tiny_dataset="text",
-                tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_hidden_dim=8))
+                tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_hidden_dim=8), tiny_data=dict(seq_len=8))
 class MaskGAN(PhasedFit, TokenSequences, DiscriminatorRate, AdversarialModel):
     """MaskGAN (Fedus et al. 2018): a seq2seq in-filling generator trained by actor-critic against a
     per-token discriminator.

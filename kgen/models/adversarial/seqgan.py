@@ -174,7 +174,7 @@ class SequenceCNN(keras.layers.Layer):
 
 @register_model("seqgan", family="adversarial", tiny_dataset="text",
                 tiny=dict(embedding_dim=8, hidden_dim=8, discriminator_embedding_dim=8, filter_sizes=(2, 3),
-                          num_filters=(4, 4), rollouts=2))
+                          num_filters=(4, 4), rollouts=2), tiny_data=dict(seq_len=8))
 class SeqGAN(PhasedFit, TokenSequences, DiscriminatorRate, AdversarialModel):
     """SeqGAN (Yu et al. 2017): an LSTM generator trained by policy gradient with Monte Carlo roll-outs.
 

@@ -166,20 +166,6 @@ def test_classifier_error_falls_below_chance_on_separable_blobs():
     assert after["error_rate"] < 0.15, (before, after)
 
 
-def test_recipe_trains_through_the_harness(tiny_config, tmp_path):
-    """`kgen train`'s path: the labelled subset is chosen from the training split and saved with the run."""
-    from kgen.training import trainer
-
-    config = tiny_config("semi_supervised_gan", "digits", "train.epochs=1", "model.num_labeled=20",
-                         "model.labeled_batch_size=10", "model.generator_units=[16]",
-                         "model.discriminator_units=[16, 8]", "model.latent_dim=4", "train.grid_size=4")
-    model, run_dir, last = trainer.train(config, run_dir=tmp_path / "run", verbose=0)
-    assert np.isfinite(last["d_loss"]) and np.isfinite(last["g_loss"])
-    train = kgen.load_dataset("digits").subset(256)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kgen.load_model(run_dir / "last.keras").labeled_y.value),
-                                  train.y[ssgan.select_labeled(train.y, 20, 10, seed=0)])
-
-
 def test_usage_errors():
     with pytest.raises(UsageError, match="num_label_classes"):
         tiny(num_classes=10)
@@ -312,7 +298,10 @@ def test_paper_options_save_load_resume(digits, tmp_path):
 
 
 def test_resume_with_the_moving_average_equals_an_uninterrupted_run(tiny_config, tmp_path):
-    """`kgen train` for 2 epochs equals 1 epoch then --resume to 2: weights, the average, data init, optimizers."""
+    """`kgen train` for 2 epochs equals 1 epoch then --resume to 2: weights, the average, data init, optimizers.
+
+    Also `kgen train`'s path for the labels: the labelled subset is chosen from the training split and
+    saved with the run."""
     from kgen.training import trainer
 
     sets = ("model.num_labeled=10", "model.labeled_batch_size=10", "model.generator_units=[8]",
@@ -338,6 +327,9 @@ def test_resume_with_the_moving_average_equals_an_uninterrupted_run(tiny_config,
     # Control: the average moved during the second epoch (a resume that lost it would differ).
     first = kgen.load_model(tmp_path / "full" / "last.keras")
     assert int(keras.ops.convert_to_numpy(first.optimizer.iterations.value)) == 4
+    train = kgen.load_dataset("digits").subset(64)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.labeled_y.value),
+                                  train.y[ssgan.select_labeled(train.y, 10, 10, seed=0)])
 
 
 def test_labels_from_the_test_split_through_the_harness(tiny_config, tmp_path):

@@ -95,6 +95,9 @@ def test_paper_recipe_resolves_and_runs_reduced(recipe, monkeypatch):
     """Strict resolution, the paper's architecture, and one log_prob (finite, per example) on two
     dequantized 8-bit images with the recipe's architecture at reduced width and depth. Loading the
     data set is forbidden: the recipe must not need its files here."""
+    if recipe == "glow/cifar10" and BACKEND == "jax":
+        pytest.skip("eager JAX compiles each op of Glow's three 32x32x3 scales (~90 s); glow/mnist runs the "
+                    "same layers on JAX, glow/cifar10 runs on TensorFlow")
     import kgen.data
     import kgen.data.pipeline
     from kgen.data import preprocess

@@ -291,7 +291,7 @@ def _names_data(overrides):
 
 def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_examples=0,
                         overrides=(), progress=True, sample_metrics_flag=None, num_samples=None,
-                        ais_chains=None, ais_betas=None, ais=False, ais_sigma=None):
+                        ais_chains=None, ais_betas=None, ais=False, ais_sigma=None, per_example=False):
     """Scores a checkpoint with the preprocessing it was trained with.
 
     Args:
@@ -306,6 +306,8 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             defaults 16 chains, 1000 betas).
         ais_sigma: a GAN's Gaussian observation noise (pixel values in
             [0, 1]) for that AIS estimate (`GaussianObservation`); implies `ais`.
+        per_example: add the per-example bounds (`kgen.metrics.evaluate`), for
+            paired comparisons of checkpoints on the same examples.
 
     Returns the dict of `kgen.metrics.evaluate` (likelihood models) and/or
     the sample metrics (`fid`, `kid`, `fid_floor`, `kid_floor`, ...), plus
@@ -392,6 +394,7 @@ def evaluate_checkpoint(path, dataset=None, split="test", iw_samples=None, max_e
             continuous=pipeline.continuous,
             progress=bar.update if bar else None,
             ais=decoder_ais,
+            per_example=per_example,
         )
     else:
         result["nll_kind"] = "none"

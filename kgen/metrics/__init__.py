@@ -25,16 +25,27 @@ def summarize(per_example, num_dims, logdet=None, num_levels=None, continuous=Fa
     transformed data to the discrete NLL (subtracting the transform's log-det
     and adding D log L), as the RealNVP and Glow papers report.
     """
-    nll = -np.asarray(per_example, "float64")
-    if continuous:
-        nll = preprocess.discrete_nll(nll, num_dims, num_levels, 0.0 if logdet is None else logdet)
+    nll = _per_example_nats(per_example, logdet, num_dims, num_levels, continuous)
     mean = float(nll.mean())
     stderr = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else 0.0
     return {"nats": mean, "nats_stderr": stderr, "bits_per_dim": float(mean / (num_dims * math.log(2.0)))}
 
 
-def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=False, progress=None, ais=None):
+def _per_example_nats(log_prob, logdet, num_dims, num_levels, continuous):
+    """Per-example NLL in nats of the data (the discrete NLL for continuous models, see `summarize`)."""
+    nll = -np.asarray(log_prob, "float64")
+    if continuous:
+        nll = preprocess.discrete_nll(nll, num_dims, num_levels, 0.0 if logdet is None else logdet)
+    return nll
+
+
+def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=False, progress=None, ais=None,
+             per_example=False):
     """Scores `model` on prepared data (see `kgen.data.pipeline`).
+
+    `per_example`: also return the latent models' per-example bounds on log p(x) (nats, in the
+    data's units as the summaries are) as `per_example` = {"elbo": array, "iw_bound": array}, for a
+    paired comparison of two models on the same examples.
 
     `ais`: a dict of `kgen.metrics.ais.decoder_ais` arguments (`chains`, `betas`, ...) to add
     the AIS estimate of log p(x) (`ais`) for a model with `latent_log_joint`.
@@ -60,7 +71,13 @@ def evaluate(model, prepared, iw_samples=0, batch_size=256, seed=0, continuous=F
         result["recon"] = float(np.mean(terms["recon"]))
         result["kl"] = float(np.mean(terms["kl"]))
         best = elbo
+        if per_example:
+            result["per_example"] = {"elbo": -_per_example_nats(terms["elbo"], prepared.logdet, num_dims, num_levels,
+                                                                continuous)}
         if "iw_bound" in terms:
+            if per_example:
+                result["per_example"]["iw_bound"] = -_per_example_nats(terms["iw_bound"], prepared.logdet, num_dims,
+                                                                       num_levels, continuous)
             iw = summarize(terms["iw_bound"], num_dims, prepared.logdet, num_levels, continuous)
             result["iw_bound"] = {"nats": -iw["nats"], "bits_per_dim": iw["bits_per_dim"],
                                   "nats_stderr": iw["nats_stderr"], "k": int(iw_samples)}

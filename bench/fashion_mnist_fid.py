@@ -250,7 +250,8 @@ def main():
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join((UNTRAINED,) + MODELS)}")
     suffix = "" if args.dataset == "fashion_mnist" else f"_{args.dataset}"
     out = pathlib.Path(args.out) if args.out else RESULTS / f"fashion_mnist_fid{suffix}.json"
-    settings = {"dataset": args.dataset, "binary_draws": args.binary_draws, "budget_seconds": args.budget_seconds, "max_epochs": args.epochs,
+    settings = {"dataset": args.dataset, "binary_draws": args.binary_draws, "budget_seconds": args.budget_seconds,
+                "max_epochs": args.epochs,
                 "max_examples": args.max_examples, "num_samples": args.num_samples, "sample_seed": args.seed,
                 "backend": keras.config.backend()}
     report = {"benchmark": "fashion_mnist_fid", "machine": machine(), **settings,
